@@ -1,0 +1,14 @@
+"""Typed keys under which the composition root hands services to the request handlers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from bot.services import Services
+    from bot.settings import Settings
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+SERVICES: web.AppKey[Services] = web.AppKey("services")

@@ -1,0 +1,254 @@
+"""The inbound worker: consumes the sharded event streams and hands each event to the pipeline.
+
+Each shard is owned by one worker at a time (`bot.leases`); within a shard, entries are handled one
+after another and acknowledged only after the handler finished, so a crash re-delivers the entry to
+the next owner (handlers are idempotent: the database refuses a second row for the same wamid).
+A failing entry is retried in place, which holds back that shard (and so that contact's later
+events) instead of reordering them: infrastructure failures (database or Redis down) are retried
+until they recover, any other error `MAX_ATTEMPTS` times before the entry goes to the dead-letter
+stream with the error, so one poisoned event cannot block a shard for ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from bot.eventcodec import decode_event
+from bot.leases import ShardLeases
+from bot.streams import (
+    DEAD_LETTER_STREAM,
+    INBOUND_GROUP,
+    INBOUND_SHARDS,
+    ensure_group,
+    inbound_stream,
+    is_missing_stream,
+    read_group,
+)
+from flows.events import Event
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[[Event], Awaitable[None]]
+
+# Failures of the ground we stand on rather than of the event: wait for it to come back.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    OperationalError,
+    InterfaceError,
+)
+MAX_ATTEMPTS = 5
+READ_COUNT = 50
+READ_BLOCK_MS = 1000
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, TRANSIENT_ERRORS)
+
+
+class InboundWorker:
+    """Owns a fair share of the inbound shards and drains them through `handler`."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        handler: EventHandler,
+        *,
+        consumer: str,
+        lease_ms: int = 15_000,
+        retry_cap_seconds: float = 5.0,
+    ) -> None:
+        self._redis = redis
+        self._handler = handler
+        self._consumer = consumer
+        self._leases = ShardLeases(
+            redis, prefix="optin:lease:in", consumer=consumer, ttl_ms=lease_ms
+        )
+        self._retry_cap = retry_cap_seconds
+        self._block_ms = min(READ_BLOCK_MS, lease_ms // 3)
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._stopping: dict[int, asyncio.Event] = {}
+
+    @property
+    def owned_shards(self) -> frozenset[int]:
+        return frozenset(s for s, t in self._tasks.items() if not t.done())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Balance leases and consume until `stop` is set; then finish in-flight entries."""
+        for shard in range(INBOUND_SHARDS):
+            await ensure_group(self._redis, inbound_stream(shard), INBOUND_GROUP)
+        interval = self._leases.ttl_ms / 3000
+        try:
+            while not stop.is_set():
+                try:
+                    await self._rebalance()
+                except TRANSIENT_ERRORS as exc:
+                    log.warning("inbound worker cannot reach Redis (%s); retrying", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=interval)
+        finally:
+            await self._shutdown()
+
+    async def _rebalance(self) -> None:
+        # Renew first and never wait on a shard here: a slow shard must not cost us our leases.
+        for shard, task in list(self._tasks.items()):
+            if task.done():
+                self._forget(shard)
+            elif not await self._leases.renew(shard):
+                log.warning("lost the lease of shard %d; stopping it", shard)
+                task.cancel()
+                self._forget(shard)
+        alive = await self._leases.heartbeat()
+        target = math.ceil(INBOUND_SHARDS / alive)
+        for shard in sorted(self._tasks)[target:]:
+            self._stopping[shard].set()  # it finishes its entry, then releases the lease
+        free = [s for s in range(INBOUND_SHARDS) if s not in self._tasks]
+        random.shuffle(free)
+        for shard in free:
+            if len(self._tasks) >= target:
+                break
+            if await self._leases.acquire(shard):
+                self._start_shard(shard)
+
+    def _start_shard(self, shard: int) -> None:
+        stopping = asyncio.Event()
+        self._stopping[shard] = stopping
+        self._tasks[shard] = asyncio.create_task(
+            self._run_shard(shard, stopping), name=f"inbound-shard-{shard}"
+        )
+
+    def _forget(self, shard: int) -> None:
+        self._tasks.pop(shard, None)
+        self._stopping.pop(shard, None)
+
+    async def _shutdown(self) -> None:
+        for stopping in self._stopping.values():
+            stopping.set()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+        self._stopping.clear()
+        with contextlib.suppress(Exception):
+            await self._leases.leave()
+
+    async def _run_shard(self, shard: int, stopping: asyncio.Event) -> None:
+        try:
+            await self._consume(shard, stopping)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("shard %d consumer crashed; its lease is released for another try", shard)
+        finally:
+            if self._tasks.get(shard) is asyncio.current_task():
+                self._forget(shard)
+            with contextlib.suppress(Exception):
+                await self._leases.release(shard)
+
+    async def _consume(self, shard: int, stopping: asyncio.Event) -> None:
+        stream = inbound_stream(shard)
+        # Whoever held this shard before us may have died mid-entry: adopt its pending entries
+        # (we hold the lease, so nobody else is working on them) and handle them first, in order.
+        cursor = "0-0"
+        while True:
+            reply = await self._redis.xautoclaim(
+                stream, INBOUND_GROUP, self._consumer, 0, cursor, count=100
+            )
+            cursor = reply[0]
+            if cursor == "0-0":
+                break
+        read_from = "0"
+        while not stopping.is_set():
+            try:
+                entries = await read_group(
+                    self._redis,
+                    INBOUND_GROUP,
+                    self._consumer,
+                    stream,
+                    read_from,
+                    count=READ_COUNT,
+                    block_ms=None if read_from == "0" else self._block_ms,
+                )
+            except TRANSIENT_ERRORS as exc:
+                log.warning("shard %d: cannot read from Redis (%s)", shard, exc)
+                await asyncio.sleep(1.0)
+                # A read whose answer was lost left its entries pending on us: take them first.
+                read_from = "0"
+                continue
+            except ResponseError as exc:
+                if not is_missing_stream(exc):
+                    raise
+                log.warning("shard %d: stream or group vanished (%s); recreating", shard, exc)
+                await ensure_group(self._redis, stream, INBOUND_GROUP)
+                continue
+            if not entries:
+                read_from = ">"
+                continue
+            for entry_id, fields in entries:
+                await self._handle_entry(stream, entry_id, fields)
+                if stopping.is_set():
+                    return
+
+    async def _handle_entry(self, stream: str, entry_id: str, fields: dict[str, str]) -> None:
+        try:
+            event = decode_event(fields["e"])
+        except Exception as exc:
+            log.error("undecodable entry %s on %s: %s", entry_id, stream, exc)
+            await self._dead_letter(stream, entry_id, fields, f"undecodable: {exc}")
+            return
+        attempts = 0
+        delay = 0.1
+        while True:
+            try:
+                await self._handler(event)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if _is_transient(exc):
+                    log.warning("event %s waits: %s", event.event_id, exc)
+                else:
+                    attempts += 1
+                    log.exception("event %s failed (attempt %d)", event.event_id, attempts)
+                    if attempts >= MAX_ATTEMPTS:
+                        await self._dead_letter(stream, entry_id, fields, repr(exc))
+                        return
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, self._retry_cap)
+        await self._ack(stream, entry_id)
+
+    async def _ack(self, stream: str, entry_id: str) -> None:
+        while True:
+            try:
+                pipe = self._redis.pipeline(transaction=True)
+                pipe.xack(stream, INBOUND_GROUP, entry_id)
+                pipe.xdel(stream, entry_id)
+                await pipe.execute()
+                return
+            except TRANSIENT_ERRORS as exc:
+                log.warning("cannot acknowledge %s (%s); retrying", entry_id, exc)
+                await asyncio.sleep(1.0)
+
+    async def _dead_letter(
+        self, stream: str, entry_id: str, fields: dict[str, str], error: str
+    ) -> None:
+        await self._redis.xadd(
+            DEAD_LETTER_STREAM,
+            {"stream": stream, "entry": entry_id, "error": error[:2000], "e": fields.get("e", "")},
+            maxlen=100_000,
+            approximate=True,
+        )
+        await self._ack(stream, entry_id)

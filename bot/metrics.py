@@ -1,0 +1,94 @@
+"""Prometheus metrics of one process, on a registry of its own.
+
+A registry per `Metrics` object (not the global one) keeps tests and several apps in one process
+from colliding. Queue depths are read from Redis when `/metrics` is scraped, so the gauge is the
+truth of the shared queues, not one process's guess.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+# `*_created` series double the output and no dashboard of ours reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+class Metrics:
+    """The counters, gauges and histograms named in the public contract, and a few more."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.webhook_requests = Counter(
+            "optin_webhook_requests",
+            "POST /webhook requests by result",
+            ["result"],
+            registry=self.registry,
+        )
+        self.events_processed = Counter(
+            "optin_events_processed",
+            "Events handled by the workers, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.consent_events = Counter(
+            "optin_consent_events",
+            "Consent ledger events written, by action",
+            ["action"],
+            registry=self.registry,
+        )
+        self.outbound_messages = Counter(
+            "optin_outbound_messages",
+            "Outbound messages by result (sent, sandbox, failed, retried)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.crm_deliveries = Counter(
+            "optin_crm_deliveries",
+            "CRM webhook delivery attempts by result "
+            "(delivered, retried, rejected, gone, expired, malformed)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "optin_queue_depth", "Entries in each queue", ["queue"], registry=self.registry
+        )
+        self.webhook_latency = Histogram(
+            "optin_webhook_latency_seconds",
+            "Time to accept a POST /webhook",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )
+        self.send_latency = Histogram(
+            "optin_send_latency_seconds",
+            "Time for the Cloud API to accept one message (including retries)",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
+        for result in (
+            "accepted",
+            "duplicate",
+            "unauthorized",
+            "forbidden",
+            "bad_request",
+            "too_large",
+            "unavailable",
+        ):
+            self.webhook_requests.labels(result=result)
+        for outcome in ("sent", "sandbox", "failed", "retried"):
+            self.outbound_messages.labels(result=outcome)
+        for outcome in ("delivered", "retried", "rejected", "gone", "expired"):
+            self.crm_deliveries.labels(result=outcome)
+
+    def set_queue_depths(self, depths: dict[str, int]) -> None:
+        for queue, depth in depths.items():
+            self.queue_depth.labels(queue=queue).set(depth)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,95 @@
+"""The outbound queue (a Redis Stream) and the message it carries.
+
+Everything we send goes through here: the caller records the message in the transcript as
+`queued` and puts it on the stream; the sender loop (`bot.sender`) delivers it at the number's
+rate. Message ids are chosen by the caller and deterministic where a retry could repeat the
+enqueue (derived from the event that caused the message), and the enqueue is de-duplicated in the
+same Lua call as the XADD, so handling an event twice never queues its reply twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from redis.asyncio import Redis
+
+from bot.db.transcript import TranscriptRepository
+from bot.streams import DEDUPE_TTL_SECONDS, OUTBOUND_STREAM
+
+_ENQUEUE_LUA = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+  redis.call('XADD', KEYS[2], '*', 'm', ARGV[1])
+  return 1
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One message to one contact: the Cloud API body plus what we need to account for it."""
+
+    message_id: str
+    contact_id: int
+    body: dict[str, Any]
+    kind: str
+    category: str | None = None
+    text: str | None = None
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def encode(self) -> str:
+        return json.dumps(
+            {
+                "id": self.message_id,
+                "contact_id": self.contact_id,
+                "body": self.body,
+                "kind": self.kind,
+                "category": self.category,
+                "text": self.text,
+                "meta": self.meta,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def decode(cls, raw: str) -> OutboundMessage:
+        data = json.loads(raw)
+        return cls(
+            message_id=str(data["id"]),
+            contact_id=int(data["contact_id"]),
+            body=dict(data["body"]),
+            kind=str(data["kind"]),
+            category=data.get("category"),
+            text=data.get("text"),
+            meta={str(k): str(v) for k, v in (data.get("meta") or {}).items()},
+        )
+
+
+class OutboundQueue:
+    """Record-then-enqueue, idempotent on `message_id`."""
+
+    def __init__(self, redis: Redis, transcript: TranscriptRepository) -> None:
+        self._redis = redis
+        self._transcript = transcript
+        self._enqueue = redis.register_script(_ENQUEUE_LUA)
+
+    async def enqueue(self, message: OutboundMessage, *, now: datetime) -> bool:
+        """Queue `message`; False when a message with this id was queued already."""
+        await self._transcript.record_outbound(
+            message.contact_id,
+            message_id=message.message_id,
+            kind=message.kind,
+            text=message.text,
+            payload_json=json.dumps(message.body, ensure_ascii=False),
+            status="queued",
+            occurred_at=now,
+        )
+        added = await self._enqueue(
+            keys=[f"optin:queued:{message.message_id}", OUTBOUND_STREAM],
+            args=[message.encode(), DEDUPE_TTL_SECONDS],
+        )
+        return bool(added)

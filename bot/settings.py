@@ -1,0 +1,271 @@
+"""Settings: read once from the environment (and `.env`), validated at startup.
+
+Every variable of the public contract lives here and nowhere else: the rest of the code receives a
+`Settings` object from the composition root, so a typo in an environment variable fails at startup
+with one line naming it, never halfway through a conversation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+DEFAULT_GRAPH_API_URL = "https://graph.facebook.com/v25.0"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///optin.db"
+DEFAULT_REDIS_URL = "memory://"
+MAX_SEND_RATE = 1000.0
+#: The key of erased contacts' pseudonyms in sandbox mode only: public, so it protects nothing.
+#: A live service must set its own PSEUDONYM_KEY (and never change it: see docs/erasure.md).
+SANDBOX_PSEUDONYM_KEY = "optin-bot sandbox pseudonym key, not secret"
+MIN_PSEUDONYM_KEY_LENGTH = 16
+
+
+MIN_AGENT_TOKEN_LENGTH = 16
+_AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class SettingsError(ValueError):
+    """A configuration variable has a value the service cannot run with."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The validated configuration of one optin-bot process."""
+
+    access_token: str | None = None
+    phone_number_id: str = "sandbox"
+    app_secret: str | None = None
+    verify_token: str | None = None
+    graph_api_url: str = DEFAULT_GRAPH_API_URL
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str = DEFAULT_REDIS_URL
+    business_name: str = "Example Business"
+    api_token: str | None = None
+    #: (agent name, token) pairs of `AGENT_TOKENS`: each agent logs in to the console with their
+    #: own token, so the ledger and the audit log name who did what.
+    agent_tokens: tuple[tuple[str, str], ...] = ()
+    default_locale: str = "en"
+    categories_file: str | None = None
+    send_rate: float = 80.0
+    optin_expiry_hours: float = 48.0
+    clarification_timeout_hours: float = 24.0
+    clarification_silence: str = "stop_all"
+    reconsent_deadline_policy: str = "lapse"
+    policy_version: str = "1"
+    optin_template: str | None = None
+    reconsent_template: str | None = None
+    template_languages: tuple[tuple[str, str], ...] = ()
+    generic_optin_policy: str = "refuse"
+    business_webhook_url: str | None = None
+    business_webhook_secret: str | None = None
+    quality_guard_optout_rate: float = 0.02
+    pseudonym_key: str | None = None
+
+    def template_language(self, locale: str) -> str:
+        """The template language code for a contact's locale (`TEMPLATE_LANGUAGES`, else the
+        locale code itself)."""
+        return dict(self.template_languages).get(locale, locale)
+
+    @property
+    def pseudonym_secret(self) -> bytes:
+        """The key of erased contacts' pseudonyms: PSEUDONYM_KEY, or the public sandbox key."""
+        return (self.pseudonym_key or SANDBOX_PSEUDONYM_KEY).encode("utf-8")
+
+    @property
+    def sandbox(self) -> bool:
+        """No access token: nothing leaves the machine, outbound messages are kept locally."""
+        return self.access_token is None
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url.startswith("memory://")
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def messages_url(self) -> str:
+        return f"{self.graph_api_url}/{self.phone_number_id}/messages"
+
+
+def _clean(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+    scheme = urlsplit(value).scheme
+    if scheme not in schemes:
+        raise SettingsError(name, f"expected a URL starting with one of {', '.join(schemes)}")
+    return value.rstrip("/") if name == "GRAPH_API_URL" else value
+
+
+def _agent_tokens(text: str | None, api_token: str | None) -> tuple[tuple[str, str], ...]:
+    """`AGENT_TOKENS` ("alice:token1,bob:token2"): unique names and tokens, long tokens.
+
+    "admin" is the name `API_TOKEN` logs in under, so no agent may take it.
+    """
+    pairs: list[tuple[str, str]] = []
+    for position, item in enumerate((text or "").split(","), start=1):
+        if not item.strip():
+            continue
+        name, sep, token = (part.strip() for part in item.partition(":"))
+        if not sep or not _AGENT_NAME.match(name):
+            # The value is not echoed: it may be a token typed without its name.
+            raise SettingsError(
+                "AGENT_TOKENS",
+                f"item {position} is not name:token (name: letters, digits, . _ -)",
+            )
+        if name.lower() == "admin":
+            raise SettingsError("AGENT_TOKENS", "the name admin is API_TOKEN's; pick another")
+        if len(token) < MIN_AGENT_TOKEN_LENGTH or any(ch.isspace() for ch in token):
+            raise SettingsError(
+                "AGENT_TOKENS",
+                f"the token of {name} must be at least {MIN_AGENT_TOKEN_LENGTH} characters, "
+                "without spaces",
+            )
+        if any(name.lower() == other.lower() for other, _ in pairs):
+            raise SettingsError("AGENT_TOKENS", f"{name} is listed twice")
+        if token == api_token or any(token == other for _, other in pairs):
+            raise SettingsError("AGENT_TOKENS", f"the token of {name} is not unique")
+        pairs.append((name, token))
+    return tuple(pairs)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, env_file: str | None = ".env"
+) -> Settings:
+    """Build `Settings` from `environ` (default: the process environment) over `env_file`.
+
+    The real environment wins over `.env`, as python-dotenv's convention goes. A missing `.env` is
+    fine; an unreadable value raises `SettingsError` naming the variable.
+    """
+    merged: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged.update(os.environ if environ is None else environ)
+
+    def get(name: str) -> str | None:
+        return _clean(merged.get(name))
+
+    phone_number_id = get("WHATSAPP_PHONE_NUMBER_ID") or "sandbox"
+    if not phone_number_id.replace("_", "").isalnum():
+        raise SettingsError("WHATSAPP_PHONE_NUMBER_ID", "must be the number's id (letters/digits)")
+
+    rate_text = get("SEND_RATE") or "80"
+    try:
+        send_rate = float(rate_text)
+    except ValueError:
+        raise SettingsError("SEND_RATE", f"not a number: {rate_text!r}") from None
+    if not 0 < send_rate <= MAX_SEND_RATE:
+        raise SettingsError(
+            "SEND_RATE", f"must be > 0 and <= {MAX_SEND_RATE:g} messages per second"
+        )
+
+    locale = (get("DEFAULT_LOCALE") or "en").lower()
+    if not (2 <= len(locale) <= 8 and locale.replace("-", "").replace("_", "").isalpha()):
+        raise SettingsError("DEFAULT_LOCALE", f"not a language code: {locale!r}")
+
+    categories_file = get("CATEGORIES_FILE")
+    if categories_file is not None and not Path(categories_file).is_file():
+        raise SettingsError("CATEGORIES_FILE", f"no such file: {categories_file}")
+
+    def hours(name: str, default: str) -> float:
+        text = get(name) or default
+        try:
+            value = float(text)
+        except ValueError:
+            raise SettingsError(name, f"not a number of hours: {text!r}") from None
+        if not 0 < value <= 24 * 365:
+            raise SettingsError(name, "must be more than 0 and at most a year, in hours")
+        return value
+
+    def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = (get(name) or default).lower()
+        if value not in allowed:
+            raise SettingsError(name, f"expected one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    languages: list[tuple[str, str]] = []
+    for item in (get("TEMPLATE_LANGUAGES") or "").split(","):
+        if not item.strip():
+            continue
+        code, sep, language = item.partition("=")
+        if not sep or not code.strip() or not language.strip():
+            raise SettingsError(
+                "TEMPLATE_LANGUAGES", f"expected locale=language pairs, got {item!r}"
+            )
+        languages.append((code.strip().lower(), language.strip()))
+
+    webhook_url = get("BUSINESS_WEBHOOK_URL")
+    if webhook_url is not None:
+        _url("BUSINESS_WEBHOOK_URL", webhook_url, ("http", "https"))
+        if get("BUSINESS_WEBHOOK_SECRET") is None:
+            raise SettingsError(
+                "BUSINESS_WEBHOOK_SECRET",
+                "required with BUSINESS_WEBHOOK_URL (it signs each event)",
+            )
+    guard_text = get("QUALITY_GUARD_OPTOUT_RATE") or "0.02"
+    try:
+        guard_rate = float(guard_text)
+    except ValueError:
+        raise SettingsError("QUALITY_GUARD_OPTOUT_RATE", f"not a number: {guard_text!r}") from None
+    if not 0 < guard_rate <= 1:
+        raise SettingsError("QUALITY_GUARD_OPTOUT_RATE", "a fraction: more than 0, at most 1")
+    pseudonym_key = get("PSEUDONYM_KEY")
+    if pseudonym_key is not None and len(pseudonym_key) < MIN_PSEUDONYM_KEY_LENGTH:
+        raise SettingsError(
+            "PSEUDONYM_KEY", f"at least {MIN_PSEUDONYM_KEY_LENGTH} characters of random secret"
+        )
+
+    return Settings(
+        access_token=get("WHATSAPP_ACCESS_TOKEN"),
+        phone_number_id=phone_number_id,
+        app_secret=get("WHATSAPP_APP_SECRET"),
+        verify_token=get("WHATSAPP_VERIFY_TOKEN"),
+        graph_api_url=_url(
+            "GRAPH_API_URL", get("GRAPH_API_URL") or DEFAULT_GRAPH_API_URL, ("http", "https")
+        ),
+        database_url=_url(
+            "DATABASE_URL",
+            get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            ("sqlite+aiosqlite", "postgresql+asyncpg"),
+        ),
+        redis_url=_url(
+            "REDIS_URL",
+            get("REDIS_URL") or DEFAULT_REDIS_URL,
+            ("redis", "rediss", "unix", "memory"),
+        ),
+        business_name=get("BUSINESS_NAME") or "Example Business",
+        api_token=get("API_TOKEN"),
+        agent_tokens=_agent_tokens(get("AGENT_TOKENS"), get("API_TOKEN")),
+        default_locale=locale,
+        categories_file=categories_file,
+        send_rate=send_rate,
+        optin_expiry_hours=hours("OPTIN_EXPIRY_HOURS", "48"),
+        clarification_timeout_hours=hours("CLARIFICATION_TIMEOUT_HOURS", "24"),
+        clarification_silence=choice("CLARIFICATION_SILENCE", "stop_all", ("stop_all", "keep")),
+        reconsent_deadline_policy=choice("RECONSENT_DEADLINE_POLICY", "lapse", ("lapse", "keep")),
+        policy_version=get("POLICY_VERSION") or "1",
+        optin_template=get("OPTIN_TEMPLATE"),
+        reconsent_template=get("RECONSENT_TEMPLATE"),
+        template_languages=tuple(languages),
+        generic_optin_policy=choice("GENERIC_OPTIN_POLICY", "refuse", ("refuse", "accept")),
+        business_webhook_url=webhook_url,
+        business_webhook_secret=get("BUSINESS_WEBHOOK_SECRET"),
+        quality_guard_optout_rate=guard_rate,
+        pseudonym_key=pseudonym_key,
+    )

@@ -1,0 +1,190 @@
+"""Redis Stream names and the durable, de-duplicating hand-off from the webhook to the workers.
+
+The webhook answers 200 only after its events are stream entries, so a crash after the 200 loses
+nothing. Events are sharded by contact onto `INBOUND_SHARDS` streams: one worker owns a shard at a
+time (see `bot.inbound`), which keeps each contact's events in order while different contacts run
+in parallel. De-duplication happens in the same Lua call as the XADD: a redelivered webhook (same
+message id, same status id + status) is dropped atomically, across every web process, for
+`DEDUPE_TTL_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from bot.eventcodec import encode_event
+from flows.events import Event
+
+# Fixed, not configurable: changing it while entries are queued would break per-contact order.
+INBOUND_SHARDS = 16
+INBOUND_GROUP = "workers"
+OUTBOUND_STREAM = "optin:out"
+OUTBOUND_GROUP = "senders"
+UNKNOWN_STREAM = "optin:unknown"
+DEAD_LETTER_STREAM = "optin:dead"
+DEDUPE_TTL_SECONDS = 7 * 24 * 3600
+BUSINESS_SHARD_KEY = "business"
+
+_ACCEPT_LUA = """
+local ttl = ARGV[#ARGV]
+local added = {}
+for i = 1, #KEYS, 2 do
+  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ttl) then
+    redis.call('XADD', KEYS[i + 1], '*', 'e', ARGV[(i + 1) / 2])
+    added[#added + 1] = 1
+  else
+    added[#added + 1] = 0
+  end
+end
+return added
+"""
+
+
+def inbound_stream(shard: int) -> str:
+    return f"optin:in:{shard}"
+
+
+def shard_of(key: str) -> int:
+    """Stable shard for a contact key (same in every process: not Python's salted hash())."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % INBOUND_SHARDS
+
+
+def shard_key(event: Event) -> str:
+    contact = event.contact
+    return contact.key if contact is not None else BUSINESS_SHARD_KEY
+
+
+def dedupe_key(event_id: str) -> str:
+    return f"optin:seen:{event_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """What one webhook body turned into: events queued, and redeliveries dropped."""
+
+    queued: int
+    duplicates: int
+
+
+class InboundQueue:
+    """The webhook side of the inbound streams.
+
+    Concurrent requests are committed together: each `accept` joins the batch that the next loop
+    iteration sends as one Lua call, and resumes when that call has answered. Under load this
+    turns hundreds of round trips into a few, without delaying a lone request by more than one
+    turn of the event loop; atomicity per event is unchanged.
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._accept = redis.register_script(_ACCEPT_LUA)
+        self._batch: list[tuple[Sequence[Event], asyncio.Future[Accepted]]] = []
+        self._flushing: set[asyncio.Task[None]] = set()
+
+    async def accept(self, events: Sequence[Event]) -> Accepted:
+        """Queue `events` durably, dropping any seen in the last 7 days."""
+        if not events:
+            return Accepted(0, 0)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Accepted] = loop.create_future()
+        if not self._batch:
+            loop.call_soon(self._start_flush)
+        self._batch.append((events, future))
+        return await future
+
+    def _start_flush(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._flush(self._batch))
+        self._batch = []
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _flush(self, batch: list[tuple[Sequence[Event], asyncio.Future[Accepted]]]) -> None:
+        keys: list[str] = []
+        args: list[str] = []
+        for events, _ in batch:
+            for event in events:
+                keys.append(dedupe_key(event.event_id))
+                keys.append(inbound_stream(shard_of(shard_key(event))))
+                args.append(encode_event(event))
+        args.append(str(DEDUPE_TTL_SECONDS))
+        try:
+            flags = [int(f) for f in await self._accept(keys=keys, args=args)]
+        except BaseException as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        position = 0
+        for events, future in batch:
+            queued = sum(flags[position : position + len(events)])
+            position += len(events)
+            if not future.done():
+                future.set_result(Accepted(queued, len(events) - queued))
+
+
+async def ensure_group(redis: Redis, stream: str, group: str) -> None:
+    """Create the consumer group (and the stream) unless it exists."""
+    try:
+        await redis.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+# The in-process Redis answers a blocking read at once when nothing is there; readers then poll at
+# this interval instead of spinning.
+EMPTY_READ_PAUSE_SECONDS = 0.02
+
+
+async def read_group(
+    redis: Redis,
+    group: str,
+    consumer: str,
+    stream: str,
+    last_id: str,
+    *,
+    count: int,
+    block_ms: int | None,
+) -> list[tuple[str, dict[str, str]]]:
+    """XREADGROUP on one stream, returning its entries; never spins on an empty stream."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    reply: Any = await redis.xreadgroup(
+        group, consumer, {stream: last_id}, count=count, block=block_ms
+    )
+    # RESP2 shape (the client's default): [[stream, [(id, fields), ...]]]
+    entries: list[tuple[str, dict[str, str]]] = reply[0][1] if reply else []
+    if not entries and block_ms and loop.time() - started < block_ms / 2000:
+        await asyncio.sleep(min(EMPTY_READ_PAUSE_SECONDS, block_ms / 1000))
+    return entries
+
+
+def is_missing_stream(exc: ResponseError) -> bool:
+    """The stream or its group is gone (Redis restarted empty, or was flushed): recreate it."""
+    text = str(exc)
+    return "NOGROUP" in text or "no longer exists" in text
+
+
+async def queue_depths(redis: Redis) -> dict[str, int]:
+    """Entries waiting (or in flight) per queue, for the `optin_queue_depth` gauge."""
+    pipe = redis.pipeline(transaction=False)
+    for shard in range(INBOUND_SHARDS):
+        pipe.xlen(inbound_stream(shard))
+    pipe.xlen(OUTBOUND_STREAM)
+    pipe.xlen(DEAD_LETTER_STREAM)
+    lengths = [int(n) for n in await pipe.execute()]
+    return {
+        "inbound": sum(lengths[:INBOUND_SHARDS]),
+        "outbound": lengths[INBOUND_SHARDS],
+        "dead_letter": lengths[INBOUND_SHARDS + 1],
+    }

@@ -1,0 +1,230 @@
+"""The `optin-bot` command as an operator runs it: real processes, real ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.db.contacts import ContactRepository
+from bot.db.engine import create_engine, session_factory
+from bot.db.transcript import TranscriptRepository
+from tests.fakes.graph import FakeGraph
+from tests.fakes.webhooks import dumps, eventually, signed, text_webhook
+
+BASE_ENV = {
+    k: v
+    for k, v in os.environ.items()
+    if not k.startswith(("WHATSAPP_", "GRAPH_", "DATABASE_", "REDIS_", "API_TOKEN"))
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        env={**BASE_ENV, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@contextmanager
+def process(*args: str, env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", *args],
+        env={**BASE_ENV, **env},
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@asynccontextmanager
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        yield session
+
+
+async def wait_healthy(
+    session: aiohttp.ClientSession, port: int, proc: subprocess.Popen[str]
+) -> dict[str, Any]:
+    async def healthy() -> dict[str, Any] | None:
+        assert proc.poll() is None, f"server exited: {proc.stdout.read() if proc.stdout else ''}"
+        try:
+            async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                return dict(await response.json()) if response.status == 200 else None
+        except aiohttp.ClientError:
+            return None
+
+    result: dict[str, Any] = await eventually(healthy, within=30, interval=0.2)
+    return result
+
+
+async def recorded_texts(database_url: str, wa_id: str) -> list[str]:
+    engine = create_engine(database_url)
+    try:
+        sessions = session_factory(engine)
+        contact = await ContactRepository(sessions).find(wa_id)
+        if contact is None or contact.id is None:
+            return []
+        rows = await TranscriptRepository(sessions).list_for_contact(contact.id)
+        return [r.text or "" for r in rows if r.direction == "inbound"]
+    finally:
+        await engine.dispose()
+
+
+def output_of(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    return proc.stdout.read()
+
+
+async def test_serve_with_a_token_accepts_a_signed_webhook_and_records_it(tmp_path: Path) -> None:
+    port = free_port()
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'live.db'}"
+    async with FakeGraph() as graph:
+        env = {
+            "WHATSAPP_ACCESS_TOKEN": "token",
+            "WHATSAPP_APP_SECRET": "s3cret",
+            "PSEUDONYM_KEY": "a-test-pseudonym-key-0123456789",
+            "WHATSAPP_PHONE_NUMBER_ID": "106540352242922",
+            "GRAPH_API_URL": graph.base_url,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": "memory://",
+        }
+        with process("serve", "--port", str(port), env=env, cwd=tmp_path) as proc:
+            async with http() as session:
+                health = await wait_healthy(session, port, proc)
+                assert health["mode"] == "live"
+                body = dumps(text_webhook(wa_id="15559990001", text="Hello there"))
+                async with session.post(
+                    f"http://127.0.0.1:{port}/webhook", data=body, headers=signed(body, "s3cret")
+                ) as response:
+                    assert response.status == 200
+                async with session.post(
+                    f"http://127.0.0.1:{port}/webhook", data=body, headers=signed(body, "wrong")
+                ) as response:
+                    assert response.status == 403
+
+                async def recorded() -> list[str]:
+                    return await recorded_texts(database_url, "15559990001")
+
+                assert await eventually(recorded) == ["Hello there"]
+        out = output_of(proc)
+    assert "live mode: sending as number 106540352242922" in out
+    assert "SANDBOX" not in out
+
+
+async def test_serve_with_no_configuration_is_a_sandbox_on_embedded_defaults(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    with process("serve", "--port", str(port), env={}, cwd=tmp_path) as proc:
+        async with http() as session:
+            health = await wait_healthy(session, port, proc)
+    out = output_of(proc)
+    assert health["mode"] == "sandbox"
+    assert health["redis"]["embedded"] and health["database"]["embedded"]
+    first_lines = out.splitlines()[:6]
+    assert any("SANDBOX MODE" in line for line in first_lines), out
+    assert any("embedded SQLite" in line for line in first_lines), out
+    assert (tmp_path / "optin.db").exists(), "serve migrates an empty embedded database itself"
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"WHATSAPP_ACCESS_TOKEN": "t"}, "WHATSAPP_APP_SECRET"),
+        ({"SEND_RATE": "lots"}, "SEND_RATE"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+    ],
+)
+def test_bad_configuration_is_one_clear_line(
+    tmp_path: Path, env: dict[str, str], needle: str
+) -> None:
+    result = run_cli("serve", "--port", str(free_port()), env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+
+
+def test_scale_out_roles_refuse_the_in_process_redis(tmp_path: Path) -> None:
+    result = run_cli("worker", env={}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "memory://" in result.stderr
+
+
+def test_migrate_is_idempotent(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"}
+    for _ in range(2):
+        result = run_cli("migrate", env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    assert (tmp_path / "m.db").exists()
+
+
+def test_web_refuses_an_unmigrated_postgres_like_database(tmp_path: Path) -> None:
+    """`web` never migrates by itself: an empty database is an error that says what to do."""
+    port = free_port()
+    env = {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}",
+        "REDIS_URL": "redis://127.0.0.1:6379/14",
+    }
+    result = run_cli("web", "--port", str(port), env=env, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "optin-bot migrate" in result.stderr + result.stdout
+
+
+@pytest.mark.services
+async def test_web_worker_and_sender_as_separate_processes(
+    tmp_path: Path, real_stack_urls: tuple[str, str]
+) -> None:
+    database_url, redis_url = real_stack_urls
+    port = free_port()
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "WHATSAPP_APP_SECRET": "s"}
+    with (
+        process("web", "--port", str(port), env=env, cwd=tmp_path) as web,
+        process("worker", env=env, cwd=tmp_path),
+        process("worker", env=env, cwd=tmp_path),
+        process("sender", env=env, cwd=tmp_path),
+    ):
+        async with http() as session:
+            await wait_healthy(session, port, web)
+            for i in range(5):
+                body = dumps(text_webhook(wa_id="15559990003", text=f"m{i}"))
+                async with session.post(
+                    f"http://127.0.0.1:{port}/webhook", data=body, headers=signed(body, "s")
+                ) as response:
+                    assert response.status == 200
+
+        async def all_recorded() -> list[str]:
+            texts = await recorded_texts(database_url, "15559990003")
+            return texts if len(texts) == 5 else []
+
+        assert sorted(await eventually(all_recorded, within=30)) == [f"m{i}" for i in range(5)]

@@ -1,0 +1,120 @@
+"""Settings are read once, validated, and a bad value names its variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.settings import Settings, SettingsError, load_settings
+
+
+def test_defaults_are_the_embedded_sandbox() -> None:
+    settings = load_settings({}, env_file=None)
+    assert settings == Settings()
+    assert settings.sandbox and settings.embedded_redis and settings.embedded_database
+    assert settings.phone_number_id == "sandbox"
+    assert settings.graph_api_url == "https://graph.facebook.com/v25.0"
+    assert settings.messages_url == "https://graph.facebook.com/v25.0/sandbox/messages"
+    assert settings.send_rate == 80.0
+
+
+def test_every_contract_variable_is_read() -> None:
+    env = {
+        "WHATSAPP_ACCESS_TOKEN": "tok",
+        "WHATSAPP_PHONE_NUMBER_ID": "106540352242922",
+        "WHATSAPP_APP_SECRET": "sec",
+        "WHATSAPP_VERIFY_TOKEN": "ver",
+        "GRAPH_API_URL": "http://127.0.0.1:9999/v25.0/",
+        "DATABASE_URL": "postgresql+asyncpg://u@h/db",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "BUSINESS_NAME": "Acme",
+        "API_TOKEN": "api",
+        "DEFAULT_LOCALE": "ES",
+        "SEND_RATE": "250",
+    }
+    s = load_settings(env, env_file=None)
+    assert (s.access_token, s.phone_number_id, s.app_secret, s.verify_token) == (
+        "tok",
+        "106540352242922",
+        "sec",
+        "ver",
+    )
+    assert s.graph_api_url == "http://127.0.0.1:9999/v25.0"
+    assert s.database_url == env["DATABASE_URL"] and s.redis_url == env["REDIS_URL"]
+    assert (s.business_name, s.api_token, s.default_locale, s.send_rate) == (
+        "Acme",
+        "api",
+        "es",
+        250.0,
+    )
+    assert not s.sandbox
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SEND_RATE", "fast"),
+        ("SEND_RATE", "0"),
+        ("SEND_RATE", "1001"),
+        ("DATABASE_URL", "mysql://x/y"),
+        ("DATABASE_URL", "sqlite:///sync.db"),
+        ("REDIS_URL", "http://x"),
+        ("GRAPH_API_URL", "graph.facebook.com"),
+        ("DEFAULT_LOCALE", "e1"),
+        ("CATEGORIES_FILE", "/nonexistent/categories.toml"),
+        ("WHATSAPP_PHONE_NUMBER_ID", "12 34"),
+    ],
+)
+def test_bad_value_names_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({variable: value}, env_file=None)
+    assert info.value.variable == variable
+    assert str(info.value).startswith(f"{variable}: ")
+    assert "\n" not in str(info.value)
+
+
+def test_env_file_is_read_and_the_real_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("BUSINESS_NAME=From File\nSEND_RATE=5\n# comment\n")
+    s = load_settings({"SEND_RATE": "7"}, env_file=str(env_file))
+    assert s.business_name == "From File"
+    assert s.send_rate == 7.0
+
+
+def test_blank_values_count_as_unset() -> None:
+    s = load_settings({"WHATSAPP_ACCESS_TOKEN": "  ", "API_TOKEN": ""}, env_file=None)
+    assert s.sandbox and s.api_token is None
+
+
+def test_agent_tokens_are_name_token_pairs() -> None:
+    settings = load_settings(
+        {"API_TOKEN": "api", "AGENT_TOKENS": " alice:aaaaaaaaaaaaaaaa1 , bob.k:bbbbbbbbbbbbbbbb2,"},
+        env_file=None,
+    )
+    assert settings.agent_tokens == (
+        ("alice", "aaaaaaaaaaaaaaaa1"),
+        ("bob.k", "bbbbbbbbbbbbbbbb2"),
+    )
+    assert load_settings({}, env_file=None).agent_tokens == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("alice", "item 1 is not name:token"),
+        ("alice:short", "at least 16 characters"),
+        ("alice:has a space in it here", "at least 16 characters"),
+        ("admin:aaaaaaaaaaaaaaaa1", "admin is API_TOKEN's"),
+        ("alice:aaaaaaaaaaaaaaaa1,Alice:bbbbbbbbbbbbbbbb2", "listed twice"),
+        ("alice:aaaaaaaaaaaaaaaa1,bob:aaaaaaaaaaaaaaaa1", "not unique"),
+        ("alice:the-api-token-itself", "not unique"),
+        ("<b>:aaaaaaaaaaaaaaaa1", "item 1 is not name:token"),
+    ],
+)
+def test_bad_agent_tokens_name_the_variable_not_the_token(value: str, problem: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings({"API_TOKEN": "the-api-token-itself", "AGENT_TOKENS": value}, env_file=None)
+    assert error.value.variable == "AGENT_TOKENS"
+    assert problem in str(error.value)
+    assert "aaaaaaaaaaaaaaaa1" not in str(error.value)

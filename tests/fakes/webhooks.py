@@ -1,0 +1,114 @@
+"""Meta-shaped webhook bodies, Meta's signature, and a polling helper for the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+from bot.signature import SIGNATURE_HEADER, sign
+
+APP_SECRET = "test-app-secret"
+
+
+def text_webhook(
+    *,
+    wa_id: str = "15551234567",
+    text: str = "hello",
+    wamid: str | None = None,
+    timestamp: int | None = None,
+    name: str = "Ana",
+    phone_number_id: str = "106540352242922",
+) -> dict[str, Any]:
+    """One inbound text message, shaped like Meta's `messages` webhook."""
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "102290129340398",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "15550783881",
+                                "phone_number_id": phone_number_id,
+                            },
+                            "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
+                            "messages": [
+                                {
+                                    "from": wa_id,
+                                    "id": wamid or f"wamid.{uuid.uuid4().hex}",
+                                    "timestamp": str(timestamp or int(time.time())),
+                                    "type": "text",
+                                    "text": {"body": text},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def status_webhook(
+    *,
+    wamid: str,
+    status: str,
+    recipient: str = "15551234567",
+    timestamp: int = 1_760_000_100,
+    errors: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": wamid,
+        "status": status,
+        "timestamp": str(timestamp),
+        "recipient_id": recipient,
+    }
+    if errors:
+        item["errors"] = errors
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "102290129340398",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "15550783881",
+                                "phone_number_id": "106540352242922",
+                            },
+                            "statuses": [item],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def signed(body: bytes, secret: str = APP_SECRET) -> dict[str, str]:
+    return {SIGNATURE_HEADER: sign(secret, body), "Content-Type": "application/json"}
+
+
+def dumps(payload: Any) -> bytes:
+    return json.dumps(payload).encode()
+
+
+async def eventually(check: Any, *, within: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll an async `check()` until it returns something truthy; fail after `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {within}s (last: {result!r})")
+        await asyncio.sleep(interval)
