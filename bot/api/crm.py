@@ -1,0 +1,268 @@
+"""`/v1/webhooks/…`: the delivery log of the CRM webhook (`BUSINESS_WEBHOOK_URL`).
+
+A business sees here what was sent to its receiver and what became of it: each event with its
+status (`pending`, `failed` while being retried, `delivered`, `dead`), attempts, the last
+status code or error and when. `POST /v1/webhooks/resume` restarts delivery after the receiver
+answered 410 Gone. The log is kept for 14 days after an event's last change.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from aiohttp import web
+
+from bot.api.errors import api_error
+from bot.api.openapi import error_responses, json_response, nullable, ref
+from bot.appkeys import SERVICES
+from bot.crm.event_schemas import OPENAPI_EVENT_SCHEMAS, OPENAPI_WEBHOOKS
+from bot.crm.events import EVENT_TYPES
+from bot.crm.log import DeadReason, DeliveryLog, DeliveryStatus, is_cursor
+from bot.crm.outbox import queued_events
+from bot.crm.pause import current_pause, resume, url_digest
+from bot.services import Services
+
+# `OPENAPI_WEBHOOKS` (the OpenAPI 3.1 `webhooks` section: what is POSTed to BUSINESS_WEBHOOK_URL)
+# is re-exported for the document next to the paths and schemas.
+__all__ = ["OPENAPI_PATHS", "OPENAPI_SCHEMAS", "OPENAPI_WEBHOOKS", "add_routes"]
+
+DEFAULT_LIMIT: Final = 50
+MAX_LIMIT: Final = 500
+
+
+async def _receiver(services: Services) -> dict[str, Any]:
+    url = services.settings.business_webhook_url
+    paused = await current_pause(services.redis)
+    applies = url is not None and paused is not None and paused.url_digest == url_digest(url)
+    return {
+        "configured": url is not None,
+        "paused": paused.to_json() if applies and paused is not None else None,
+        "queued": await queued_events(services.redis),
+    }
+
+
+async def list_deliveries(request: web.Request) -> web.Response:
+    services: Services = request.app[SERVICES]
+    query = request.query
+    try:
+        limit = int(query.get("limit", DEFAULT_LIMIT))
+    except ValueError:
+        return api_error(422, "invalid_request", "`limit` is a whole number")
+    if not 1 <= limit <= MAX_LIMIT:
+        return api_error(422, "invalid_request", f"`limit` is 1 to {MAX_LIMIT}")
+    status_text = query.get("status")
+    statuses = [s.value for s in DeliveryStatus]
+    if status_text is not None and status_text not in statuses:
+        return api_error(422, "invalid_request", f"`status` is one of {', '.join(statuses)}")
+    cursor = query.get("cursor")
+    if cursor is not None and not is_cursor(cursor):
+        return api_error(422, "invalid_request", "`cursor` is a `next_cursor` of a previous page")
+    contact_id: int | None = None
+    identifier = query.get("contact")
+    if identifier:
+        contact = await services.contacts.find(identifier)
+        if contact is None or contact.id is None:
+            return api_error(404, "unknown_contact", f"no contact {identifier}")
+        contact_id = contact.id
+    page = await DeliveryLog(services.redis).page(
+        contact_id=contact_id,
+        status=DeliveryStatus(status_text) if status_text else None,
+        limit=limit,
+        cursor=cursor,
+    )
+    return web.json_response(
+        {
+            "deliveries": [d.to_json() for d in page.deliveries],
+            "next_cursor": page.next_cursor,
+            "receiver": await _receiver(services),
+        }
+    )
+
+
+async def get_delivery(request: web.Request) -> web.Response:
+    services: Services = request.app[SERVICES]
+    event_id = request.match_info["event_id"]
+    delivery = await DeliveryLog(services.redis).get(event_id)
+    if delivery is None:
+        return api_error(404, "unknown_delivery", f"no delivery of event {event_id} in the log")
+    return web.json_response(delivery.to_json())
+
+
+async def resume_delivery(request: web.Request) -> web.Response:
+    services: Services = request.app[SERVICES]
+    lifted = await resume(services.redis)
+    return web.json_response({"resumed": lifted, "receiver": await _receiver(services)})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/webhooks/deliveries", list_deliveries)
+    app.router.add_get("/v1/webhooks/deliveries/{event_id:.+}", get_delivery)
+    app.router.add_post("/v1/webhooks/resume", resume_delivery)
+
+
+_TIME = nullable({"type": "string", "format": "date-time"})
+_TAGS: Final = ["webhooks"]
+_DELIVERY_404 = error_responses(404, descriptions={404: "No such event in the delivery log."})
+
+OPENAPI_SCHEMAS: dict[str, Any] = {
+    **OPENAPI_EVENT_SCHEMAS,
+    "WebhookDelivery": {
+        "type": "object",
+        "description": "What became of one event sent to BUSINESS_WEBHOOK_URL.",
+        "required": ["event_id", "type", "status", "attempts", "contact"],
+        "properties": {
+            "event_id": {
+                "type": "string",
+                "description": "The `X-Optin-Event-Id` (`consent:<ledger id>`, `message:<wamid>`).",
+            },
+            "type": {"type": "string", "enum": list(EVENT_TYPES)},
+            "status": {
+                "type": "string",
+                "enum": [s.value for s in DeliveryStatus],
+                "description": "`pending`: not yet answered; `failed`: the last attempt failed "
+                "and another follows at `next_attempt_at`; `delivered`: the receiver answered "
+                "2xx; `dead`: given up (see `dead_reason`).",
+            },
+            "attempts": {"type": "integer", "minimum": 0},
+            "contact": {
+                "type": "object",
+                "properties": {
+                    "id": nullable({"type": "integer"}),
+                    "wa_id": nullable({"type": "string"}),
+                    "user_id": nullable({"type": "string"}),
+                },
+            },
+            "enqueued_at": _TIME,
+            "first_attempt_at": _TIME,
+            "last_attempt_at": _TIME,
+            "next_attempt_at": _TIME,
+            "finished_at": _TIME,
+            "last_status_code": nullable({"type": "integer"}),
+            "last_error": nullable({"type": "string"}),
+            "dead_reason": {
+                "type": ["string", "null"],
+                "enum": [*(r.value for r in DeadReason), None],
+                "description": "`rejected`: a 4xx (not 408/429); `gone`: 410, delivery paused; "
+                "`expired`: still failing after the retry window (48 h); `malformed`: unreadable.",
+            },
+        },
+    },
+    "WebhookReceiver": {
+        "type": "object",
+        "required": ["configured", "paused", "queued"],
+        "properties": {
+            "configured": {"type": "boolean", "description": "BUSINESS_WEBHOOK_URL is set."},
+            "paused": nullable(
+                {
+                    "type": "object",
+                    "description": "Delivery stopped because the receiver answered 410 Gone.",
+                    "properties": {
+                        "reason": {"type": "string", "enum": ["gone"]},
+                        "event_id": {"type": "string"},
+                        "since": {"type": "string", "format": "date-time"},
+                    },
+                }
+            ),
+            "queued": {"type": "integer", "description": "Events waiting to be delivered."},
+        },
+    },
+    "WebhookDeliveryPage": {
+        "type": "object",
+        "required": ["deliveries", "next_cursor", "receiver"],
+        "properties": {
+            "deliveries": {"type": "array", "items": ref("WebhookDelivery")},
+            "next_cursor": nullable(
+                {"type": "string", "description": "Pass as `cursor` for the next page."}
+            ),
+            "receiver": ref("WebhookReceiver"),
+        },
+    },
+}
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/v1/webhooks/deliveries": {
+        "get": {
+            "operationId": "listWebhookDeliveries",
+            "summary": "The delivery log of the CRM webhook, newest first",
+            "description": "A filtered page may hold fewer than `limit` entries and still have "
+            "a `next_cursor`: follow it until it is null.",
+            "tags": _TAGS,
+            "parameters": [
+                {
+                    "name": "contact",
+                    "in": "query",
+                    "description": "Only this contact's events (a wa_id or a business-scoped "
+                    "user id, current or former).",
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "status",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": [s.value for s in DeliveryStatus]},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_LIMIT,
+                        "default": DEFAULT_LIMIT,
+                    },
+                },
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "description": "The `next_cursor` of the previous page.",
+                    "schema": {"type": "string", "pattern": "^[0-9]+-[0-9]+$"},
+                },
+            ],
+            "responses": {
+                "200": json_response("A page of deliveries.", ref("WebhookDeliveryPage")),
+                **error_responses(404, 422, descriptions={404: "No such contact."}),
+            },
+        }
+    },
+    "/v1/webhooks/deliveries/{event_id}": {
+        "get": {
+            "operationId": "getWebhookDelivery",
+            "summary": "What became of one event",
+            "tags": _TAGS,
+            "parameters": [
+                {
+                    "name": "event_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "examples": ["consent:42"]},
+                }
+            ],
+            "responses": {
+                "200": json_response("The event's delivery.", ref("WebhookDelivery")),
+                **_DELIVERY_404,
+            },
+        }
+    },
+    "/v1/webhooks/resume": {
+        "post": {
+            "operationId": "resumeWebhookDelivery",
+            "summary": "Deliver again after the receiver answered 410 Gone",
+            "tags": _TAGS,
+            "responses": {
+                "200": json_response(
+                    "Delivery runs (again).",
+                    {
+                        "type": "object",
+                        "required": ["resumed", "receiver"],
+                        "properties": {
+                            "resumed": {
+                                "type": "boolean",
+                                "description": "False when delivery was not paused.",
+                            },
+                            "receiver": ref("WebhookReceiver"),
+                        },
+                    },
+                ),
+            },
+        }
+    },
+}

@@ -1,0 +1,193 @@
+"""The `optin-bot` command: serve | migrate | web | worker | sender | ledger | contact."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from bot.app import create_app
+from bot.cli_campaign import add_campaign_parser, run_campaign
+from bot.db.contacts import ContactRepository
+from bot.db.engine import create_engine, session_factory
+from bot.db.ledger import LedgerRepository
+from bot.db.migrate import migrate
+from bot.db.pseudonyms import Pseudonymiser
+from bot.erasure import run_erase_command
+from bot.roles import ALL_ROLES, Role, start_loops
+from bot.services import StartupError, check_startup, describe_mode, open_services
+from bot.settings import Settings, SettingsError, load_settings
+from flows.machine import TABLE
+from flows.mermaid import to_mermaid
+
+log = logging.getLogger("optin-bot")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="optin-bot",
+        description="WhatsApp consent bot. Configuration comes from the environment and .env.",
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def http_command(name: str, help_text: str) -> None:
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("--host", default="127.0.0.1")
+        cmd.add_argument("--port", type=int, default=8080)
+        cmd.add_argument(
+            "--insecure-no-signature",
+            action="store_true",
+            help="accept unsigned webhooks although a token is set (never in production)",
+        )
+
+    http_command("serve", "everything in one process: webhook, API, workers, sender")
+    http_command("web", "the HTTP role only (webhook, API); scale-out")
+    sub.add_parser("migrate", help="create or upgrade the database schema")
+    add_campaign_parser(sub)
+    flows = sub.add_parser("flows", help="show the conversation flows")
+    flows.add_argument("--mermaid", action="store_true", help="print a Mermaid state diagram")
+    ledger = sub.add_parser("ledger", help="consent ledger tools")
+    ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")
+    verify = ledger_sub.add_parser("verify", help="check every hash chain; exit 1 if broken")
+    verify.add_argument("--contact", help="only this contact (wa_id or BSUID)")
+    contact = sub.add_parser("contact", help="contact tools")
+    contact_sub = contact.add_subparsers(dest="contact_command", required=True, metavar="ACTION")
+    erase = contact_sub.add_parser(
+        "erase", help="erase a contact's personal data, keeping its opt-out (docs/erasure.md)"
+    )
+    erase.add_argument("contact", help="the contact's wa_id or BSUID")
+    for name, text in (
+        ("worker", "inbound flows (scale-out)"),
+        ("sender", "outbound queue (scale-out)"),
+    ):
+        role = sub.add_parser(name, help=text)
+        role.add_argument("--insecure-no-signature", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def _serve(settings: Settings, args: argparse.Namespace, roles: frozenset[Role]) -> None:
+    app = create_app(settings, roles=roles, auto_migrate=roles == ALL_ROLES)
+    url = f"http://{args.host}:{args.port}"
+
+    def announce(_: str) -> None:
+        log.info("listening on %s (webhook: %s/webhook, health: %s/healthz)", url, url, url)
+        if settings.sandbox:
+            log.info("sandbox: open %s/sandbox to chat with the bot", url)
+
+    web.run_app(app, host=args.host, port=args.port, print=announce, access_log=None)
+
+
+async def _run_loops(settings: Settings, roles: frozenset[Role]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_services(settings, auto_migrate=False) as services:
+        tasks = start_loops(services, roles, stop)
+        log.info("%s running as consumer %s", "/".join(r.value for r in roles), services.consumer)
+        await stop.wait()
+        for task in tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, timeout=15)
+
+
+def _flows(args: argparse.Namespace) -> int:
+    if args.mermaid:
+        print(to_mermaid(), end="")
+        return 0
+    for (state, trigger), alternatives in TABLE.items():
+        for transition in alternatives:
+            if transition.effects or transition.target not in (None, state):
+                target = (transition.target or state).value
+                guard = f" [{transition.guard.value}]" if transition.guard else ""
+                print(f"{state.value:24} {trigger.value:24}{guard} -> {target}: {transition.label}")
+    return 0
+
+
+async def _verify_ledger(settings: Settings, identifier: str | None) -> int:
+    engine = create_engine(settings.database_url)
+    try:
+        sessions = session_factory(engine)
+        contact_id = None
+        if identifier is not None:
+            contacts = ContactRepository(
+                sessions, pseudonyms=Pseudonymiser(settings.pseudonym_secret)
+            )
+            contact = await contacts.find(identifier)
+            if contact is None:
+                print(f"optin-bot: no contact {identifier}", file=sys.stderr)
+                return 2
+            contact_id = contact.id
+        report = await LedgerRepository(sessions).verify(contact_id)
+    finally:
+        await engine.dispose()
+    for problem in report.problems:
+        print(
+            f"BROKEN chain {problem.chain} (contact {problem.contact_id}) at seq "
+            f"{problem.seq}: {problem.kind}: {problem.detail}"
+        )
+    verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
+    print(
+        f"ledger: {report.chains_checked} chains, {report.rows_checked} events checked: {verdict}"
+        + (f" ({report.rows_erased} with erased evidence)" if report.rows_erased else "")
+    )
+    return 0 if report.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings()
+        if args.command == "campaign":
+            return run_campaign(settings, args)
+        if args.command == "flows":
+            return _flows(args)
+        if args.command == "ledger":
+            return asyncio.run(_verify_ledger(settings, args.contact))
+        if args.command == "contact":
+            return asyncio.run(run_erase_command(settings, args.contact))
+        if args.command == "migrate":
+            asyncio.run(migrate(settings.database_url))
+            log.info("database schema is up to date (%s)", settings.database_url.split("@")[-1])
+            return 0
+        roles = {
+            "serve": ALL_ROLES,
+            "web": frozenset({Role.WEB}),
+            "worker": frozenset({Role.WORKER}),
+            "sender": frozenset({Role.SENDER}),
+        }[args.command]
+        check_startup(
+            settings,
+            insecure_no_signature=args.insecure_no_signature,
+            multi_process=args.command != "serve",
+        )
+        for line in describe_mode(settings):
+            log.info(line)
+        if Role.WEB in roles:
+            _serve(settings, args, roles)
+        else:
+            asyncio.run(_run_loops(settings, roles))
+    except SettingsError as exc:
+        print(f"optin-bot: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except StartupError as exc:
+        print(f"optin-bot: cannot start: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

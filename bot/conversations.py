@@ -1,0 +1,304 @@
+"""The service side of the flows: runs the engine for each contact event and carries out the
+effects.
+
+For each event: classify it, open the 24-hour window if a customer wrote, read the conversation,
+the consents and the window, let the pure engine decide, then write the ledger rows, the new
+conversation and an outbox of side effects in ONE transaction, and only then send replies and
+set timers. A crash after the commit is replayed from the outbox (the conversation remembers the
+last event it applied), so nothing is decided twice and nothing decided is lost; replies have
+deterministic ids, so the queue drops a second copy.
+Every reply passes the consent gate here, with the same function `/can-send` answers from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.db.contacts import ContactRepository
+from bot.db.ledger import ConsentChange, ConversationRecord, LedgerRepository
+from bot.db.models import Contact
+from bot.db.transcript import TranscriptRepository
+from bot.hooks import Hooks
+from bot.metrics import Metrics
+from bot.outbound import OutboundMessage, OutboundQueue
+from bot.replies import outbound_for
+from bot.settings import Settings
+from bot.timers import TimerStore
+from bot.window import WindowStore
+from flows import events as ev
+from flows.classify import Classifier
+from flows.consent import Category, ConsentStatus
+from flows.conversation import Conversation, FlowContext, FlowPolicy, TemplateRef
+from flows.effects import CancelTimer, ConsentRecord, ScheduleTimer, SendReply
+from flows.engine import Decision, step
+from flows.gate import can_send
+from flows.keywords import KeywordMatcher
+from flows.locale_catalog import LocaleCatalog
+from flows.machine import Trigger
+
+log = logging.getLogger(__name__)
+
+
+def flow_policy(settings: Settings) -> FlowPolicy:
+    return FlowPolicy(
+        business_name=settings.business_name,
+        optin_ttl=timedelta(hours=settings.optin_expiry_hours),
+        clarification_ttl=timedelta(hours=settings.clarification_timeout_hours),
+        silence_means_stop=settings.clarification_silence == "stop_all",
+        deadline_lapses=settings.reconsent_deadline_policy == "lapse",
+        policy_version=settings.policy_version,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Language:
+    """The locale data every conversation needs, built once per process."""
+
+    catalogs: Mapping[str, LocaleCatalog]
+    categories: tuple[Category, ...]
+    matcher: KeywordMatcher
+    default_locale: str
+
+    @classmethod
+    def build(
+        cls, catalogs: Mapping[str, LocaleCatalog], categories: Sequence[Category], default: str
+    ) -> Language:
+        extra: dict[str, dict[str, list[str]]] = {}
+        for category in categories:
+            for locale, words in category.aliases.items():
+                extra.setdefault(locale, {})[category.name] = list(words)
+        matcher = KeywordMatcher(catalogs, [c.name for c in categories], extra_aliases=extra)
+        if default not in catalogs:
+            raise ValueError(f"DEFAULT_LOCALE: no locale file for {default!r}")
+        return cls(catalogs, tuple(categories), matcher, default)
+
+    def locale_for(self, matched: str | None, recorded: str | None) -> str:
+        """What they last wrote in, else their recorded locale, else the default."""
+        for candidate in (matched, recorded):
+            if candidate is not None and candidate in self.catalogs:
+                return candidate
+        return self.default_locale
+
+
+class ConversationRunner:
+    """`EventPipeline`'s contact hook: one event of one contact at a time (the shard's order)."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        language: Language,
+        contacts: ContactRepository,
+        ledger: LedgerRepository,
+        transcript: TranscriptRepository,
+        outbound: OutboundQueue,
+        timers: TimerStore,
+        window: WindowStore,
+        metrics: Metrics,
+        hooks: Hooks | None = None,
+    ) -> None:
+        self._settings = settings
+        self._language = language
+        self._classifier = Classifier(language.matcher, language.categories)
+        self._policy = flow_policy(settings)
+        self._contacts = contacts
+        self._ledger = ledger
+        self._transcript = transcript
+        self._outbound = outbound
+        self._timers = timers
+        self._window = window
+        self._metrics = metrics
+        self._hooks = hooks or Hooks()
+
+    async def __call__(self, contact: Contact, event: ev.Event) -> None:
+        assert contact.id is not None
+        contact_id = contact.id
+        record = await self._ledger.conversation(contact_id)
+        if record is not None and record.last_event_id == event.event_id:
+            # Replayed after a crash: the decision is in the ledger; finish its side effects.
+            if record.outbox_json:
+                await self._carry_out(contact, record.outbox_json, event)
+            return
+        # A word several languages share ("MENU": de, en, es, it, tr) is read in the contact's
+        # language, or, before we know it, in the business's default language.
+        classified = self._classifier.classify(
+            event, preferred_locale=contact.locale or self._language.default_locale
+        )
+        if classified.customer_message:
+            await self._window.open(contact.id, event.occurred_at)
+        if isinstance(event, ev.SendRefused) and event.code == 131047:
+            await self._window.close(contact.id)
+        flow = classified.flow
+        if flow is None:
+            return
+        locale = self._language.locale_for(flow.locale, contact.locale)
+        if flow.locale is not None and locale != contact.locale:
+            contact = await self._contacts.resolve(
+                wa_id=contact.wa_id, user_id=contact.user_id, locale=locale
+            )
+        conversation = Conversation.from_json(record.data_json) if record else Conversation()
+        now = datetime.now(UTC)
+        window_open = await self._window.is_open(contact_id, now)
+        consents = {c: v.status for c, v in (await self._ledger.current(contact_id)).items()}
+        ctx = FlowContext(
+            categories=self._language.categories,
+            consents=consents,
+            catalog=self._language.catalogs[locale],
+            policy=self._policy,
+            window_open=window_open,
+            optin_template=self._optin_template(locale),
+        )
+        decision = step(conversation, flow, ctx)
+        if decision.stale:
+            log.info("stale timer %s for contact %s ignored", event.event_id, contact.id)
+            return
+        outbox = self._outbox(contact, decision, ctx, consents)
+        changes = [self._change(r, event) for r in decision.effects if isinstance(r, ConsentRecord)]
+        if changes:
+            outbox.append({"consent": [c.event_key for c in changes]})
+        if flow.trigger is Trigger.OTHER_MESSAGE and classified.customer_message:
+            outbox.append({"unhandled": True})
+        if decision.transition is not None and (
+            decision.conversation.state is not conversation.state or decision.transition.effects
+        ):
+            # Before the decision is committed: a crash in between replays the event, which
+            # decides the same step again and records nothing twice (the row is keyed on it).
+            await self._transcript.record_flow_step(
+                contact_id,
+                event_id=event.event_id,
+                from_state=conversation.state.value,
+                to_state=decision.conversation.state.value,
+                trigger=flow.trigger.value,
+                label=decision.transition.label,
+                occurred_at=event.occurred_at,
+            )
+        await self._ledger.apply(
+            contact_id,
+            changes,
+            conversation=ConversationRecord(
+                state=decision.conversation.state.value,
+                token=decision.conversation.token,
+                data_json=decision.conversation.to_json(),
+                last_event_id=event.event_id,
+                outbox_json=json.dumps(outbox) if outbox else None,
+            ),
+        )
+        for change in changes:
+            self._metrics.consent_events.labels(action=change.action.value).inc()
+        if outbox:
+            await self._carry_out(contact, json.dumps(outbox), event)
+
+    def _optin_template(self, locale: str) -> TemplateRef | None:
+        name = self._settings.optin_template
+        if name is None:
+            return None
+        return TemplateRef(name, self._settings.template_language(locale))
+
+    def _change(self, record: ConsentRecord, event: ev.Event) -> ConsentChange:
+        return ConsentChange(
+            category=record.category,
+            action=record.action,
+            source=record.source,
+            method=record.method,
+            evidence=dict(record.evidence),
+            business_name=self._settings.business_name,
+            policy_version=record.policy_version,
+            occurred_at=event.occurred_at,
+            event_key=record.event_key,
+        )
+
+    def _outbox(
+        self,
+        contact: Contact,
+        decision: Decision,
+        ctx: FlowContext,
+        consents: Mapping[str, ConsentStatus],
+    ) -> list[dict[str, Any]]:
+        """The side effects, in order, as data that survives a crash."""
+        assert contact.id is not None
+        items: list[dict[str, Any]] = []
+        for effect in decision.effects:
+            if isinstance(effect, SendReply):
+                message = outbound_for(contact, effect)
+                status = ConsentStatus.NONE
+                if effect.categories and effect.purpose.value == "optin_prompt":
+                    statuses = {consents.get(c, ConsentStatus.NONE) for c in effect.categories}
+                    if statuses == {ConsentStatus.OPTED_OUT}:
+                        status = ConsentStatus.OPTED_OUT
+                verdict = can_send(
+                    purpose=effect.purpose,
+                    template=effect.template is not None,
+                    window_open=ctx.window_open,
+                    status=status,
+                )
+                items.append(
+                    {
+                        "send": message.encode(),
+                        "allowed": verdict.allowed,
+                        "reason": verdict.reason.value,
+                    }
+                )
+            elif isinstance(effect, ScheduleTimer):
+                items.append(
+                    {
+                        "timer": effect.timer.value,
+                        "token": effect.token,
+                        "due": effect.due_at.isoformat(),
+                    }
+                )
+            elif isinstance(effect, CancelTimer):
+                items.append({"cancel": effect.timer.value})
+        return items
+
+    async def _carry_out(self, contact: Contact, outbox_json: str, event: ev.Event) -> None:
+        assert contact.id is not None
+        now = datetime.now(UTC)
+        for item in json.loads(outbox_json):
+            if "send" in item:
+                message = OutboundMessage.decode(item["send"])
+                if item["allowed"]:
+                    await self._outbound.enqueue(message, now=now)
+                else:
+                    await self._refused(message, item["reason"], now)
+            elif "timer" in item:
+                await self._timers.schedule(
+                    ev.TimerFired(
+                        event_id=f"timer:{contact.id}:{item['timer']}:{item['token']}",
+                        phone_number_id=self._settings.phone_number_id,
+                        occurred_at=datetime.fromisoformat(item["due"]),
+                        contact=ev.ContactRef(wa_id=contact.wa_id, user_id=contact.user_id),
+                        contact_id=contact.id,
+                        timer=item["timer"],
+                        token=item["token"],
+                    ),
+                    datetime.fromisoformat(item["due"]),
+                )
+            elif "cancel" in item:
+                await self._timers.cancel(contact.id, item["cancel"])
+            elif "consent" in item:
+                written = await self._ledger.events_by_keys(item["consent"])
+                await self._hooks.emit_consent(contact, written)
+            elif "unhandled" in item:
+                await self._hooks.emit_unhandled(contact, event)
+        await self._ledger.clear_outbox(contact.id, event.event_id)
+
+    async def _refused(self, message: OutboundMessage, reason: str, now: datetime) -> None:
+        """The gate stopped one of our own replies (say, the window closed before a timeout
+        confirmation): keep it in the transcript as refused, with the reason."""
+        log.info("reply %s not sent: %s", message.message_id, reason)
+        self._metrics.outbound_messages.labels(result="refused").inc()
+        await self._transcript.record_outbound(
+            message.contact_id,
+            message_id=message.message_id,
+            kind=message.kind,
+            text=message.text,
+            payload_json=json.dumps(message.body, ensure_ascii=False),
+            status="refused",
+            occurred_at=now,
+            error_title=f"consent gate: {reason}",
+        )

@@ -1,0 +1,231 @@
+"""Erasure of a contact's personal data on request (GDPR Art. 17), without forgetting the STOP.
+
+A business must erase a customer's personal data when asked, and must also never message that
+customer again: the second duty needs a record of the first. So erasure does not delete the
+contact; it withdraws every category in the ledger, drops the evidence and texts, replaces the
+identifiers by keyed pseudonyms (``bot.db.pseudonyms``) and forgets the contact's state in Redis.
+The ledger's hash chains still verify, and the same number writing again is recognised as the
+erased, do-not-contact person (``ContactRepository.resolve``). docs/erasure.md says what is
+removed, what is kept and why.
+
+The database part is one transaction (``bot.db.erasure``); Redis is cleaned after it commits.
+Running an erasure again is safe and repeats the Redis clean-up, so a failure half-way through
+is retried by asking again.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TextIO
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.db.engine import session_factory
+from bot.db.erasure import ErasedRecords, ErasureRequest, erase_records
+from bot.db.models import utcnow
+from bot.db.pseudonyms import Pseudonymiser
+from bot.hooks import Hooks
+from bot.services import Services, check_startup, open_services
+from bot.settings import Settings
+from bot.streams import DEAD_LETTER_STREAM, UNKNOWN_STREAM
+from bot.timers import TimerStore
+from bot.window import WindowStore
+from flows.machine import TimerKind
+
+#: Capped streams that keep whole events for operators (failed and unrecognised ones): entries
+#: naming an erased contact's identifiers are deleted. Read this many entries at a time.
+KEPT_EVENT_STREAMS = (DEAD_LETTER_STREAM, UNKNOWN_STREAM)
+STREAM_SCAN_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureReceipt:
+    """What an erasure did: pseudonymous, so it may be stored and shown.
+
+    ``already_erased``: the contact had been erased before; ``erasure_id`` and ``erased_at``
+    are then those of that earlier erasure and the counts say what was left this time.
+    """
+
+    contact_id: int
+    wa_id: str | None
+    user_id: str | None
+    erasure_id: str
+    erased_at: datetime
+    already_erased: bool
+    withdrawn_categories: tuple[str, ...]
+    ledger_evidence_erased: int
+    identities_pseudonymised: int
+    transcript_entries_cleared: int
+    conversation_deleted: bool
+    redis_entries_deleted: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "contact": {"id": self.contact_id, "wa_id": self.wa_id, "user_id": self.user_id},
+            "erasure_id": self.erasure_id,
+            "erased_at": self.erased_at.isoformat(),
+            "already_erased": self.already_erased,
+            "withdrawn_categories": list(self.withdrawn_categories),
+            "erased": {
+                "ledger_evidence": self.ledger_evidence_erased,
+                "identities": self.identities_pseudonymised,
+                "transcript_entries": self.transcript_entries_cleared,
+                "conversations": int(self.conversation_deleted),
+                "redis_entries": self.redis_entries_deleted,
+            },
+        }
+
+
+def _mentions(identifiers: tuple[str, ...]) -> re.Pattern[str] | None:
+    """A pattern matching any of ``identifiers`` as a whole token (not inside a longer one)."""
+    if not identifiers:
+        return None
+    alternatives = "|".join(re.escape(value) for value in identifiers)
+    return re.compile(rf"(?<![0-9A-Za-z])(?:{alternatives})(?![0-9A-Za-z])")
+
+
+class ContactEraser:
+    """Erases contacts' personal data: the database in one transaction, then Redis."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        redis: Redis,
+        timers: TimerStore,
+        window: WindowStore,
+        pseudonyms: Pseudonymiser,
+        categories: tuple[str, ...],
+        business_name: str,
+        hooks: Hooks | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._redis = redis
+        self._timers = timers
+        self._window = window
+        self._pseudonyms = pseudonyms
+        self._categories = categories
+        self._business_name = business_name
+        self._hooks = hooks or Hooks()
+
+    @classmethod
+    def for_services(cls, services: Services) -> ContactEraser:
+        return cls(
+            sessions=session_factory(services.engine),
+            redis=services.redis,
+            timers=services.timers,
+            window=services.window,
+            pseudonyms=Pseudonymiser(services.settings.pseudonym_secret),
+            categories=tuple(category.name for category in services.language.categories),
+            business_name=services.settings.business_name,
+            hooks=services.hooks,
+        )
+
+    async def erase(self, contact_id: int, *, requested_via: str = "api") -> ErasureReceipt | None:
+        """Erase contact ``contact_id``; None when there is no such contact."""
+        request = ErasureRequest(
+            contact_id=contact_id,
+            erasure_id=uuid.uuid4().hex,
+            categories=self._categories,
+            business_name=self._business_name,
+            requested_via=requested_via,
+            now=utcnow(),
+        )
+        async with self._sessions() as session:
+            records = await erase_records(session, request, self._pseudonyms)
+            if records is None:
+                return None
+            await session.commit()
+        redis_entries = await self._forget_in_redis(contact_id, records.former_identifiers)
+        await self._hooks.emit_consent(records.contact, records.withdrawal_rows)
+        await self._hooks.emit_erased(contact_id)
+        return _receipt(records, redis_entries)
+
+    async def _forget_in_redis(self, contact_id: int, identifiers: tuple[str, ...]) -> int:
+        """Delete the contact's window, timers and kept events that name it; count them."""
+        deleted = 0
+        if await self._window.closes_at(contact_id) is not None:
+            deleted += 1
+        await self._window.close(contact_id)
+        for kind in TimerKind:
+            if await self._timers.due_at(contact_id, kind) is not None:
+                deleted += 1
+            await self._timers.cancel(contact_id, kind)
+        for stream in KEPT_EVENT_STREAMS:
+            deleted += await delete_entries_mentioning(self._redis, stream, identifiers)
+        return deleted
+
+
+async def delete_entries_mentioning(
+    redis: Redis, stream: str, identifiers: tuple[str, ...], *, batch: int = STREAM_SCAN_BATCH
+) -> int:
+    """Delete the entries of ``stream`` whose fields name one of ``identifiers`` (as a whole
+    token); return how many went. Reads ``batch`` entries at a time."""
+    pattern = _mentions(identifiers)
+    if pattern is None:
+        return 0
+    deleted = 0
+    start = "-"
+    while True:
+        entries = await redis.xrange(stream, min=start, count=batch) or []
+        doomed = [
+            _text(entry_id)
+            for entry_id, fields in entries
+            if fields and any(pattern.search(_text(value)) for value in fields.values())
+        ]
+        if doomed:
+            deleted += int(await redis.xdel(stream, *doomed))
+        if len(entries) < batch:
+            return deleted
+        start = "(" + _text(entries[-1][0])
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _receipt(records: ErasedRecords, redis_entries: int) -> ErasureReceipt:
+    contact = records.contact
+    assert contact.id is not None
+    return ErasureReceipt(
+        contact_id=contact.id,
+        wa_id=contact.wa_id,
+        user_id=contact.user_id,
+        erasure_id=records.erasure_id,
+        erased_at=records.erased_at,
+        already_erased=records.already_erased,
+        withdrawn_categories=tuple(row.category for row in records.withdrawal_rows),
+        ledger_evidence_erased=records.evidence_erased,
+        identities_pseudonymised=records.identities_pseudonymised,
+        transcript_entries_cleared=records.transcript_entries_cleared,
+        conversation_deleted=records.conversation_deleted,
+        redis_entries_deleted=redis_entries,
+    )
+
+
+async def run_erase_command(
+    settings: Settings, identifier: str, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr
+) -> int:
+    """`optin-bot contact erase <contact>`: erase and print the receipt as JSON; 2 when no
+    contact has that identifier. With REDIS_URL=memory:// the Redis part reaches only this
+    process's own store: erase through the API of the running `serve` instead."""
+    check_startup(settings, insecure_no_signature=True, multi_process=False)
+    async with open_services(settings, auto_migrate=False) as services:
+        contact = await services.contacts.find(identifier)
+        if contact is None or contact.id is None:
+            print(f"optin-bot: no contact {identifier}", file=err)
+            return 2
+        eraser = ContactEraser.for_services(services)
+        receipt = await eraser.erase(contact.id, requested_via="cli")
+    if receipt is None:
+        print(f"optin-bot: no contact {identifier}", file=err)
+        return 2
+    print(json.dumps(receipt.to_json(), indent=2), file=out)
+    return 0

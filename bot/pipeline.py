@@ -1,0 +1,200 @@
+"""What the worker does with each inbound event before (and around) the conversation flows.
+
+It resolves the contact (one contact per person across wa_id/BSUID changes), writes the transcript
+row (idempotent on the wamid, so a re-delivered stream entry changes nothing), applies identity
+changes, and keeps what it does not understand: `Unknown` events and business-level notices are
+logged and appended to capped streams an operator can read back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+
+from redis.asyncio import Redis
+
+from bot.db.contacts import ContactRepository
+from bot.db.models import Contact
+from bot.db.transcript import TranscriptRepository
+from bot.eventcodec import encode_event
+from bot.hooks import Hooks
+from bot.metrics import Metrics
+from bot.streams import UNKNOWN_STREAM
+from flows import events as ev
+
+log = logging.getLogger(__name__)
+
+BUSINESS_EVENTS_STREAM = "optin:business-events"
+KEPT_ENTRIES = 100_000
+
+ContactEventHook = Callable[[Contact, ev.Event], Awaitable[None]]
+
+_MESSAGE_KINDS: dict[type, str] = {
+    ev.TextMessage: "text",
+    ev.ButtonReply: "button",
+    ev.InteractiveReply: "interactive",
+    ev.Reaction: "reaction",
+    ev.MediaMessage: "media",
+    ev.LocationMessage: "location",
+    ev.ContactsMessage: "contacts",
+    ev.OrderMessage: "order",
+    ev.SystemChange: "system",
+    ev.UnsupportedMessage: "unsupported",
+}
+
+
+def event_kind(event: ev.Event) -> str:
+    """A short, stable label for metrics and transcripts."""
+    kind = _MESSAGE_KINDS.get(type(event))
+    if kind is not None:
+        return kind
+    return {
+        ev.StatusUpdate: "status",
+        ev.UserPreferencesUpdate: "user_preferences",
+        ev.WebhookError: "error",
+        ev.AccountUpdate: "account_update",
+        ev.TimerFired: "timer",
+        ev.ConsentRequest: "consent_request",
+        ev.SendRefused: "send_refused",
+    }.get(type(event), "unknown")
+
+
+def _message_text(event: ev.Event) -> str | None:
+    match event:
+        case ev.TextMessage(body=body):
+            return body
+        case ev.ButtonReply(text=text):
+            return text
+        case ev.InteractiveReply(title=title):
+            return title
+        case ev.Reaction(emoji=emoji):
+            return emoji
+        case ev.MediaMessage(caption=caption):
+            return caption
+        case ev.SystemChange(body=body):
+            return body
+    return None
+
+
+def _payload(event: ev.Event) -> str:
+    data = asdict(event)
+    data.pop("contact", None)
+    return json.dumps(data, default=str, ensure_ascii=False, separators=(",", ":"))
+
+
+class EventPipeline:
+    """The inbound worker's handler. `on_contact_event` is where the conversation flows plug in."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        contacts: ContactRepository,
+        transcript: TranscriptRepository,
+        metrics: Metrics,
+        *,
+        on_contact_event: ContactEventHook | None = None,
+        hooks: Hooks | None = None,
+    ) -> None:
+        self._redis = redis
+        self._contacts = contacts
+        self._transcript = transcript
+        self._metrics = metrics
+        self._on_contact_event = on_contact_event
+        self._hooks = hooks or Hooks()
+
+    async def __call__(self, event: ev.Event) -> None:
+        kind = event_kind(event)
+        if isinstance(event, ev.Unknown):
+            log.warning(
+                "kept unknown webhook item %s/%s: %s", event.field, event.item_type, event.reason
+            )
+            await self._keep(UNKNOWN_STREAM, event)
+        elif isinstance(event, ev.WebhookError | ev.AccountUpdate):
+            log.warning("business notice %s: %s", kind, encode_event(event)[:500])
+            await self._keep(BUSINESS_EVENTS_STREAM, event)
+            if isinstance(event, ev.AccountUpdate):
+                await self._hooks.emit_business(event)
+        elif isinstance(event, ev.StatusUpdate):
+            await self._status(event)
+        elif isinstance(event, ev.TimerFired | ev.ConsentRequest | ev.SendRefused):
+            await self._service_event(event)
+        elif event.contact is not None:
+            contact = await self._resolve(event.contact)
+            if isinstance(event, ev.SystemChange):
+                contact = await self._identity_change(contact, event)
+            await self._record_inbound(contact, event, kind)
+            if self._on_contact_event is not None:
+                await self._on_contact_event(contact, event)
+        self._metrics.events_processed.labels(kind=kind).inc()
+
+    async def _resolve(self, ref: ev.ContactRef) -> Contact:
+        return await self._contacts.resolve(
+            wa_id=ref.wa_id,
+            user_id=ref.user_id,
+            parent_user_id=ref.parent_user_id,
+            username=ref.username,
+            profile_name=ref.profile_name,
+        )
+
+    async def _identity_change(self, contact: Contact, event: ev.SystemChange) -> Contact:
+        if event.new_wa_id and contact.wa_id and event.new_wa_id != contact.wa_id:
+            return await self._contacts.change_number(
+                old_wa_id=contact.wa_id, new_wa_id=event.new_wa_id, new_user_id=event.new_user_id
+            )
+        if event.new_user_id and event.new_user_id != contact.user_id:
+            return await self._contacts.resolve(wa_id=contact.wa_id, user_id=event.new_user_id)
+        return contact
+
+    async def _record_inbound(self, contact: Contact, event: ev.Event, kind: str) -> None:
+        assert contact.id is not None
+        if isinstance(event, ev.UserPreferencesUpdate):
+            await self._transcript.record_inbound(
+                contact.id,
+                wamid=None,
+                kind=kind,
+                text=f"{event.category}: {event.value}",
+                payload_json=_payload(event),
+                occurred_at=event.occurred_at,
+            )
+            return
+        wamid = getattr(event, "wamid", None)
+        await self._transcript.record_inbound(
+            contact.id,
+            wamid=wamid,
+            kind=kind,
+            text=_message_text(event),
+            payload_json=_payload(event),
+            occurred_at=event.occurred_at,
+        )
+
+    async def _status(self, event: ev.StatusUpdate) -> None:
+        contact = await self._resolve(event.recipient)
+        first = event.errors[0] if event.errors else None
+        await self._transcript.record_status(
+            wamid=event.wamid,
+            status=event.status,
+            contact_id=contact.id,
+            error_code=first.code if first else None,
+            error_title=first.title if first else None,
+            occurred_at=event.occurred_at,
+        )
+        await self._hooks.emit_status(contact, event)
+        if self._on_contact_event is not None:
+            await self._on_contact_event(contact, event)
+
+    async def _service_event(
+        self, event: ev.TimerFired | ev.ConsentRequest | ev.SendRefused
+    ) -> None:
+        contact = await self._contacts.get(event.contact_id)
+        if contact is None:
+            log.info("%s for contact %s, which no longer exists", event.event_id, event.contact_id)
+            return
+        if self._on_contact_event is not None:
+            await self._on_contact_event(contact, event)
+
+    async def _keep(self, stream: str, event: ev.Event) -> None:
+        await self._redis.xadd(
+            stream, {"e": encode_event(event)}, maxlen=KEPT_ENTRIES, approximate=True
+        )

@@ -1,0 +1,202 @@
+"""The composition root: builds every service of a process once, from `Settings`, and closes them.
+
+Handlers and loops receive what they need from here (through `bot.appkeys` in the web app); nothing
+else opens connections or reads configuration. The same `open_services` serves every role
+(`serve`, `web`, `worker`, `sender`), so the roles differ only in which loops they start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.campaigns.wiring import register_campaign_tracking
+from bot.categories import CategoriesError, load_categories
+from bot.consent_gate import ConsentGate
+from bot.conversations import Language
+from bot.crm import CrmSync, open_crm_sync
+from bot.db.contacts import ContactRepository
+from bot.db.engine import create_engine, session_factory
+from bot.db.ledger import LedgerRepository
+from bot.db.migrate import migrate, schema_is_current
+from bot.db.pseudonyms import Pseudonymiser
+from bot.db.transcript import TranscriptRepository
+from bot.graph import CloudApiClient
+from bot.hooks import Hooks
+from bot.locales import LocaleError, load_locales
+from bot.metrics import Metrics
+from bot.outbound import OutboundQueue
+from bot.redisconn import connect_redis
+from bot.sender import GraphTransport, SandboxTransport, Transport
+from bot.settings import Settings
+from bot.streams import InboundQueue
+from bot.timers import TimerStore
+from bot.window import WindowStore
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The process cannot start as configured; the message says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    redis: Redis
+    engine: AsyncEngine
+    contacts: ContactRepository
+    transcript: TranscriptRepository
+    ledger: LedgerRepository
+    inbound_queue: InboundQueue
+    outbound_queue: OutboundQueue
+    transport: Transport
+    metrics: Metrics
+    consumer: str
+    language: Language
+    timers: TimerStore
+    window: WindowStore
+    gate: ConsentGate
+    hooks: Hooks
+    crm: CrmSync | None = None  # set when BUSINESS_WEBHOOK_URL is
+
+
+def consumer_name() -> str:
+    """Unique per process and recognisable in `XINFO CONSUMERS`: host, pid, random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def check_startup(settings: Settings, *, insecure_no_signature: bool, multi_process: bool) -> None:
+    if not settings.sandbox and settings.app_secret is None and not insecure_no_signature:
+        raise StartupError(
+            "WHATSAPP_APP_SECRET is required when WHATSAPP_ACCESS_TOKEN is set (it verifies "
+            "Meta's X-Hub-Signature-256); pass --insecure-no-signature to run without it"
+        )
+    if not settings.sandbox and settings.pseudonym_key is None:
+        raise StartupError(
+            "PSEUDONYM_KEY is required when WHATSAPP_ACCESS_TOKEN is set (it keys the pseudonyms "
+            "of erased contacts; see docs/erasure.md)"
+        )
+    if multi_process and settings.embedded_redis:
+        raise StartupError(
+            "REDIS_URL=memory:// lives inside one process; the web/worker/sender roles need a "
+            "shared Redis (REDIS_URL=redis://…), or run everything with `optin-bot serve`"
+        )
+
+
+def describe_mode(settings: Settings) -> list[str]:
+    """The first log lines: what this process will and will not do."""
+    lines = []
+    if settings.sandbox:
+        lines.append(
+            "SANDBOX MODE: no WHATSAPP_ACCESS_TOKEN, so nothing is sent to WhatsApp; outbound "
+            "messages are kept in the transcript and the log"
+        )
+    else:
+        lines.append(
+            f"live mode: sending as number {settings.phone_number_id} via {settings.graph_api_url}"
+        )
+    if settings.embedded_database:
+        lines.append(f"database: embedded SQLite ({settings.database_url})")
+    else:
+        lines.append("database: PostgreSQL")
+    if settings.embedded_redis:
+        lines.append(
+            "redis: embedded in-process store (memory://); queued work ends with the process"
+        )
+    else:
+        lines.append("redis: external server")
+    if settings.app_secret is None:
+        lines.append("webhook signatures are NOT checked (WHATSAPP_APP_SECRET unset)")
+    if settings.api_token is None and not settings.sandbox:
+        lines.append("API_TOKEN unset: /v1 and /console answer 401")
+    return lines
+
+
+def load_language(settings: Settings) -> Language:
+    """Locale files and categories, checked before anything connects."""
+    try:
+        return Language.build(
+            load_locales(), load_categories(settings.categories_file), settings.default_locale
+        )
+    except (LocaleError, CategoriesError, ValueError) as exc:
+        raise StartupError(str(exc)) from exc
+
+
+@asynccontextmanager
+async def open_services(settings: Settings, *, auto_migrate: bool) -> AsyncIterator[Services]:
+    """Connect everything; migrate the embedded database when `auto_migrate` (serve)."""
+    language = load_language(settings)
+    if auto_migrate and settings.embedded_database:
+        await migrate(settings.database_url)
+    engine = create_engine(settings.database_url)
+    redis = connect_redis(settings.redis_url)
+    http: aiohttp.ClientSession | None = None
+    crm: CrmSync | None = None
+    try:
+        if not await schema_is_current(engine):
+            raise StartupError(
+                "the database schema is missing or out of date: run `optin-bot migrate`"
+            )
+        sessions = session_factory(engine)
+        transcript = TranscriptRepository(sessions)
+        ledger = LedgerRepository(sessions)
+        window = WindowStore(redis)
+        transport: Transport
+        if settings.access_token is None:
+            transport = SandboxTransport()
+        else:
+            http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
+                raise_for_status=False,
+            )
+            transport = GraphTransport(
+                CloudApiClient(
+                    http,
+                    base_url=settings.graph_api_url,
+                    phone_number_id=settings.phone_number_id,
+                    access_token=settings.access_token,
+                )
+            )
+        hooks = Hooks()
+        register_campaign_tracking(hooks, sessions, redis, settings.phone_number_id)
+        crm = open_crm_sync(settings, redis, ledger)
+        if crm is not None:
+            crm.register(hooks)
+        yield Services(
+            settings=settings,
+            redis=redis,
+            engine=engine,
+            contacts=ContactRepository(
+                sessions, pseudonyms=Pseudonymiser(settings.pseudonym_secret)
+            ),
+            transcript=transcript,
+            ledger=ledger,
+            inbound_queue=InboundQueue(redis),
+            outbound_queue=OutboundQueue(redis, transcript),
+            transport=transport,
+            metrics=Metrics(),
+            consumer=consumer_name(),
+            language=language,
+            timers=TimerStore(redis),
+            window=window,
+            gate=ConsentGate(ledger, window, language.categories),
+            hooks=hooks,
+            crm=crm,
+        )
+    finally:
+        if http is not None:
+            await http.close()
+        if crm is not None:
+            await crm.close()
+        await redis.aclose()
+        await engine.dispose()
