@@ -1,0 +1,210 @@
+"""Finding a contact by number, BSUID, username or name, fast on a large contact base.
+
+Every kind of query is answered from an index: a number by the unique index on ``wa_id`` (exact
+or prefix, as a range: ``346`` finds ``346 <= wa_id < 347``) and by the identity history (a former
+number, exact); a BSUID by the unique index on ``user_id`` and the history; a name or username as
+a case-insensitive prefix range over ``lower(...)``, which indexes on those expressions serve.
+Results come newest contact first and page by id (keyset: "contacts older than id N"), so page
+100 costs what page 1 does.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+from aiohttp import web
+from sqlalchemy import ColumnElement, CompoundSelect, and_, func, union
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
+
+from bot.appkeys import SERVICES
+from bot.console.auth import console_page
+from bot.console.display import mask_number, when
+from bot.console.render import render
+from bot.console.sessions import AgentSession
+from bot.db.engine import session_factory
+from bot.db.models import Contact, ContactIdentity
+
+PAGE_SIZE: Final = 25
+MAX_QUERY: Final = 100
+
+_NUMBER = re.compile(r"^\+?[\d\s().-]+$")
+_BSUID = re.compile(r"^[A-Za-z]{2}\.[A-Za-z0-9]+$")
+
+
+class QueryKind(StrEnum):
+    ALL = "all"
+    NUMBER = "number"
+    BSUID = "bsuid"
+    USERNAME = "username"
+    NAME = "name"
+
+
+@dataclass(frozen=True, slots=True)
+class ContactQuery:
+    kind: QueryKind
+    value: str  # digits, a BSUID, or a lower-cased name prefix
+
+
+def parse_query(text: str) -> ContactQuery:
+    """What the agent typed: ``+34 612…`` a number, ``US.123…`` a BSUID, ``@ana`` a username,
+    anything else a name or username prefix."""
+    text = text.strip()[:MAX_QUERY]
+    if not text:
+        return ContactQuery(QueryKind.ALL, "")
+    if _NUMBER.match(text) and any(ch.isdigit() for ch in text):
+        return ContactQuery(QueryKind.NUMBER, re.sub(r"\D", "", text))
+    if _BSUID.match(text):
+        return ContactQuery(QueryKind.BSUID, text[:2].upper() + text[2:])
+    if text.startswith("@") and len(text) > 1:
+        return ContactQuery(QueryKind.USERNAME, text[1:].lower())
+    return ContactQuery(QueryKind.NAME, text.lower())
+
+
+def _digits_after(prefix: str) -> str | None:
+    """The smallest digit string above every string starting with ``prefix`` (``349`` -> ``35``);
+    None when there is none (``99``)."""
+    stripped = prefix.rstrip("9")
+    if not stripped:
+        return None
+    return stripped[:-1] + str(int(stripped[-1]) + 1)
+
+
+def _text_after(prefix: str) -> str | None:
+    """The smallest string above every string starting with ``prefix``, in code point order."""
+    last = ord(prefix[-1])
+    if last >= 0x10FFFF:
+        return None
+    return prefix[:-1] + chr(last + 1)
+
+
+def _prefix_range(column: Any, prefix: str, after: str | None) -> ColumnElement[bool]:
+    lower = column >= prefix
+    return lower if after is None else and_(lower, column < after)
+
+
+def _name_ids(dialect: str, query: ContactQuery) -> CompoundSelect[tuple[int]]:
+    after = _text_after(query.value)
+
+    def expression(column: Any) -> Any:
+        lowered = func.lower(column)
+        # Code point order, the order the index on the expression is built in (PostgreSQL
+        # compares in the database's collation otherwise, where a prefix is not a range).
+        return lowered.collate("C") if dialect == "postgresql" else lowered
+
+    by_username = select(col(Contact.id)).where(
+        _prefix_range(expression(Contact.username), query.value, after)
+    )
+    if query.kind is QueryKind.USERNAME:
+        return union(by_username)
+    by_name = select(col(Contact.id)).where(
+        _prefix_range(expression(Contact.profile_name), query.value, after)
+    )
+    return union(by_username, by_name)
+
+
+def _matching_ids(dialect: str, query: ContactQuery) -> CompoundSelect[tuple[int]]:
+    if query.kind is QueryKind.NUMBER:
+        current = select(col(Contact.id)).where(
+            _prefix_range(col(Contact.wa_id), query.value, _digits_after(query.value))
+        )
+        former = select(col(ContactIdentity.contact_id)).where(
+            col(ContactIdentity.kind) == "wa_id", col(ContactIdentity.value) == query.value
+        )
+        return union(current, former)
+    if query.kind is QueryKind.BSUID:
+        current = select(col(Contact.id)).where(col(Contact.user_id) == query.value)
+        former = select(col(ContactIdentity.contact_id)).where(
+            col(ContactIdentity.kind) == "user_id", col(ContactIdentity.value) == query.value
+        )
+        return union(current, former)
+    return _name_ids(dialect, query)
+
+
+def search_statement(
+    query: ContactQuery, *, dialect: str, before: int | None = None, limit: int = PAGE_SIZE
+) -> SelectOfScalar[Contact]:
+    """Contacts matching ``query``, newest first, older than id ``before``; ``limit`` rows."""
+    statement = select(Contact)
+    if query.kind is not QueryKind.ALL:
+        statement = statement.where(col(Contact.id).in_(_matching_ids(dialect, query)))
+    if before is not None:
+        statement = statement.where(col(Contact.id) < before)
+    return statement.order_by(col(Contact.id).desc()).limit(limit)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    contacts: list[Contact]
+    next_before: int | None  # the `before` of the next page, None on the last one
+
+
+async def search_contacts(
+    sessions: async_sessionmaker[AsyncSession],
+    query: ContactQuery,
+    *,
+    before: int | None = None,
+    page_size: int = PAGE_SIZE,
+) -> SearchPage:
+    async with sessions() as session:
+        dialect = session.bind.dialect.name if session.bind is not None else ""
+        statement = search_statement(query, dialect=dialect, before=before, limit=page_size + 1)
+        rows = list((await session.exec(statement)).all())
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    next_before = rows[-1].id if more and rows else None
+    return SearchPage(rows, next_before)
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRow:
+    """One search result as the page shows it (the number masked)."""
+
+    id: int
+    number: str
+    user_id: str
+    username: str
+    name: str
+    locale: str
+    updated: str
+
+
+def _row(contact: Contact) -> ContactRow:
+    assert contact.id is not None
+    return ContactRow(
+        id=contact.id,
+        number=mask_number(contact.wa_id),
+        user_id=contact.user_id or "",
+        username=contact.username or "",
+        name=contact.profile_name or "",
+        locale=contact.locale or "",
+        updated=when(contact.updated_at),
+    )
+
+
+@console_page
+async def search_page(request: web.Request, session: AgentSession) -> web.StreamResponse:
+    text = request.query.get("q", "")
+    before_text = request.query.get("before", "")
+    before = int(before_text) if before_text.isdigit() else None
+    query = parse_query(text)
+    sessions = session_factory(request.app[SERVICES].engine)
+    page = await search_contacts(sessions, query, before=before)
+    return render(
+        request,
+        "console/search.html",
+        {
+            "section": "contacts",
+            "q": text.strip()[:MAX_QUERY],
+            "query_kind": query.kind.value,
+            "rows": [_row(c) for c in page.contacts],
+            "next_before": page.next_before,
+            "paged": before is not None,
+        },
+        session=session,
+    )

@@ -1,0 +1,218 @@
+"""Who gets into the console: tokens, sessions, CSRF on every form, and the closed console."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from bot.console.audit import AuditLog
+from bot.console.sessions import SessionStore
+from bot.settings import Settings
+from tests.bot.console.support import (
+    ADMIN_TOKEN,
+    ALICE_TOKEN,
+    Agent,
+    console_app,
+    console_settings,
+)
+from tests.conftest import memory_redis
+
+
+async def test_nothing_without_a_login(agent: Agent) -> None:
+    contact_id = await agent.chat.contact_id()
+    for path in (
+        "/console",
+        f"/console/contacts/{contact_id}",
+        f"/console/contacts/{contact_id}/transcript.txt",
+        f"/console/contacts/{contact_id}/consent-proof.json",
+        "/console/flows",
+    ):
+        status, _ = await agent.get(path)
+        assert status == 303, path
+        response = await agent.client.get(path, allow_redirects=False)
+        assert response.headers["Location"].startswith("/console/login?next=%2Fconsole")
+    posted = await agent.client.post(
+        f"/console/contacts/{contact_id}/withdraw",
+        data={"category": "marketing", "note": "x" * 10},
+        allow_redirects=False,
+    )
+    assert posted.status == 401
+    assert await agent.services.ledger.events(contact_id) == []
+
+
+async def test_an_agent_logs_in_with_their_token_and_gets_a_strict_cookie(agent: Agent) -> None:
+    response = await agent.login(ALICE_TOKEN)
+    assert response.status == 303
+    assert response.headers["Location"] == "/console"
+    cookie = next(c for c in response.headers.getall("Set-Cookie") if "optin_console=" in c)
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/console" in cookie
+    assert "Max-Age=28800" in cookie
+    page = await agent.page("/console")
+    assert "Agent <strong>alice</strong>" in page
+    for header in ("Content-Security-Policy", "X-Frame-Options", "Cache-Control"):
+        response = await agent.client.get("/console")
+        assert header in response.headers
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["Cache-Control"] == "no-store"
+    (entry, *_) = await AuditLog(agent.services.redis).latest()
+    assert (entry.agent, entry.action) == ("alice", "login")
+
+
+async def test_api_token_logs_in_as_admin(embedded_agent: Agent) -> None:
+    assert (await embedded_agent.login(ADMIN_TOKEN)).status == 303
+    assert "Agent <strong>admin</strong>" in await embedded_agent.page("/console")
+
+
+async def test_a_wrong_token_is_refused_and_logged(embedded_agent: Agent) -> None:
+    response = await embedded_agent.login("not-the-token-at-all")
+    assert response.status == 401
+    assert "That token is not valid." in await response.text()
+    status, _ = await embedded_agent.get("/console")
+    assert status == 303
+    (entry, *_) = await AuditLog(embedded_agent.services.redis).latest()
+    assert entry.action == "login_refused"
+
+
+async def test_the_login_form_needs_its_own_csrf_token(embedded_agent: Agent) -> None:
+    client = embedded_agent.client
+    await client.get("/console/login")  # sets the double-submit cookie
+    missing = await client.post("/console/login", data={"token": ALICE_TOKEN})
+    forged = await client.post("/console/login", data={"token": ALICE_TOKEN, "csrf": "guess"})
+    assert (missing.status, forged.status) == (403, 403)
+    status, _ = await embedded_agent.get("/console")
+    assert status == 303
+
+
+async def test_login_goes_back_to_the_page_asked_for_and_never_off_site(
+    embedded_agent: Agent,
+) -> None:
+    response = await embedded_agent.login(next_path="%2Fconsole%2Fflows")
+    assert response.headers["Location"] == "/console/flows"
+    await embedded_agent.client.post("/console/logout", data={})
+    for target in ("https://evil.example/", "//evil.example/console", "/sandbox"):
+        embedded_agent.client.session.cookie_jar.clear()
+        response = await embedded_agent.login(next_path=target)
+        assert response.headers["Location"] == "/console", target
+
+
+async def test_every_post_needs_the_session_csrf_token(agent: Agent) -> None:
+    await agent.chat.say("hello")
+    contact_id = await agent.chat.contact_id()
+    await agent.login()
+    page = f"/console/contacts/{contact_id}"
+    fields = {"category": "marketing", "note": "asked by phone"}
+    path = f"/console/contacts/{contact_id}/withdraw"
+    missing = await agent.submit(path, fields, from_page=page, csrf=False)
+    assert missing.status == 403
+    assert "no valid CSRF token" in await missing.text()
+    wrong = await agent.submit(path, {**fields, "csrf": "x" * 43}, from_page=page, csrf=False)
+    assert wrong.status == 403
+    reveal = await agent.client.post(f"/console/contacts/{contact_id}/reveal", data={})
+    assert reveal.status == 403
+    assert await agent.services.ledger.events(contact_id) == []
+    ok = await agent.submit(path, fields, from_page=page)
+    assert ok.status == 303
+
+
+async def test_a_cross_site_post_is_refused_even_with_the_token(embedded_agent: Agent) -> None:
+    await embedded_agent.chat.say("hello")
+    contact_id = await embedded_agent.chat.contact_id()
+    await embedded_agent.login()
+    page = await embedded_agent.page(f"/console/contacts/{contact_id}")
+    from tests.bot.console.support import csrf_of
+
+    response = await embedded_agent.client.post(
+        f"/console/contacts/{contact_id}/reveal",
+        data={"csrf": csrf_of(page)},
+        headers={"Sec-Fetch-Site": "cross-site"},
+    )
+    assert response.status == 403
+
+
+async def test_logout_ends_the_session(embedded_agent: Agent) -> None:
+    await embedded_agent.login()
+    page = await embedded_agent.page("/console")
+    response = await embedded_agent.submit("/console/logout", {}, from_page="/console")
+    assert response.status == 303 and response.headers["Location"] == "/console/login"
+    assert page
+    status, _ = await embedded_agent.get("/console")
+    assert status == 303
+
+
+async def test_too_many_wrong_tokens_must_wait(embedded_agent: Agent) -> None:
+    for _ in range(10):
+        assert (await embedded_agent.login("wrong-token-wrong-token")).status == 401
+    assert (await embedded_agent.login(ALICE_TOKEN)).status == 429
+
+
+async def test_without_any_token_outside_the_sandbox_the_console_is_closed(
+    tmp_path: Any, settings_for: Any
+) -> None:
+    from bot.db.migrate import migrate
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'o.db'}"
+    await migrate(url)
+    settings = console_settings(
+        settings_for,
+        (url, f"memory://{uuid.uuid4().hex}"),
+        api_token=None,
+        agent_tokens=(),
+        access_token="live-token",
+        graph_api_url="http://127.0.0.1:9",
+    )
+    async with console_app(settings) as agent:
+        for path in ("/console", "/console/login"):
+            status, page = await agent.get(path)
+            assert status == 401 and "The console is closed" in page
+        response = await agent.client.post("/console/login", data={"token": "anything"})
+        assert response.status == 401
+
+
+async def test_the_sandbox_without_tokens_is_open_and_says_so(
+    tmp_path: Any, settings_for: Any
+) -> None:
+    from bot.db.migrate import migrate
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'o.db'}"
+    await migrate(url)
+    settings = console_settings(
+        settings_for, (url, f"memory://{uuid.uuid4().hex}"), api_token=None, agent_tokens=()
+    )
+    async with console_app(settings) as agent:
+        await agent.chat.say("hello")
+        contact_id = await agent.chat.contact_id()
+        page = await agent.page("/console")
+        assert "this console is open to" in page
+        assert "Agent <strong>sandbox</strong>" in page
+        posted = await agent.client.post(
+            f"/console/contacts/{contact_id}/withdraw",
+            data={"category": "marketing", "note": "asked"},
+        )
+        assert posted.status == 403
+        response = await agent.submit(
+            f"/console/contacts/{contact_id}/withdraw",
+            {"category": "marketing", "note": "asked by phone"},
+            from_page=f"/console/contacts/{contact_id}",
+        )
+        assert response.status == 303
+        (row,) = await agent.services.ledger.events(contact_id)
+        assert '"agent":"sandbox"' in (row.evidence_json or "")
+
+
+@pytest.mark.parametrize("change", ["new token", "removed"])
+async def test_a_session_ends_when_its_agents_token_changes(change: str) -> None:
+    redis = memory_redis()
+    before = Settings(api_token="a" * 20, agent_tokens=(("alice", ALICE_TOKEN),))
+    cookie, session = await SessionStore(redis, before).create("alice")
+    assert session.agent == "alice" and len(session.csrf) >= 32
+    assert await SessionStore(redis, before).get(cookie) == session
+    tokens = (("alice", "another-token-0123456789"),) if change == "new token" else ()
+    after = Settings(api_token="a" * 20, agent_tokens=tokens)
+    assert await SessionStore(redis, after).get(cookie) is None
+    assert await SessionStore(redis, before).get("forged-cookie") is None
+    keys = await redis.keys("optin:console:session:*")
+    assert cookie not in "".join(keys)
+    assert 0 < await redis.ttl(keys[0]) <= 8 * 3600
+    await redis.aclose()
