@@ -1,0 +1,130 @@
+"""What a campaign puts on the queues for one recipient: the re-consent request for the flow,
+and the template message for the sender.
+
+Both are keyed by the recipient's own id, so redoing them after a crash is a no-op (the inbound
+queue de-duplicates on the event id, the outbound queue on the message id). The message id is
+also sent to Meta as `biz_opaque_callback_data`, which Meta echoes in every status webhook of the
+message: that is how a status finds its recipient without a lookup, in any process.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.campaigns.spec import BUSINESS_NAME_TOKEN
+from bot.graph import Recipient, body_component, quick_reply_component, template_message
+from bot.outbound import OutboundMessage
+from flows import events as ev
+from flows.consent import Source
+
+_TAG = re.compile(r"^campaign:(\d+):(\d+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientRef:
+    """A recipient as the dispatcher handles it: ids and the contact's current identifiers."""
+
+    recipient_id: int
+    campaign_id: int
+    contact_id: int
+    wa_id: str | None
+    user_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateSettings:
+    """The campaign's template and the business it speaks for."""
+
+    campaign_id: int
+    name: str
+    language: str
+    buttons: tuple[str, ...]
+    body_parameters: tuple[str, ...]
+    business_name: str
+    phone_number_id: str
+
+
+def message_id(campaign_id: int, recipient_id: int) -> str:
+    """The outbound message id (and Meta callback tag) of one recipient's message."""
+    return f"campaign:{campaign_id}:{recipient_id}"
+
+
+def parse_message_id(value: str | None) -> tuple[int, int] | None:
+    """(campaign id, recipient id) of a campaign message id or callback tag, else None."""
+    match = _TAG.match(value or "")
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2))
+
+
+def template_outbound(
+    template: TemplateSettings, who: RecipientRef, categories: tuple[str, ...]
+) -> OutboundMessage:
+    """The template message for one recipient, addressed by wa_id (else BSUID)."""
+    parameters = [
+        p.replace(BUSINESS_NAME_TOKEN, template.business_name) for p in template.body_parameters
+    ]
+    components = [body_component(*parameters)] if parameters else []
+    components += [quick_reply_component(i, p) for i, p in enumerate(template.buttons)]
+    mid = message_id(who.campaign_id, who.recipient_id)
+    body = template_message(
+        Recipient(wa_id=who.wa_id, user_id=None if who.wa_id else who.user_id),
+        template.name,
+        template.language,
+        components,
+    )
+    body["biz_opaque_callback_data"] = mid
+    return OutboundMessage(
+        message_id=mid,
+        contact_id=who.contact_id,
+        body=body,
+        kind="template",
+        category=categories[0] if categories else None,
+        text=f"[template {template.name} ({template.language}): re-consent, campaign "
+        f"{template.campaign_id}]",
+        meta={
+            "purpose": "business",
+            "campaign_id": str(who.campaign_id),
+            "recipient_id": str(who.recipient_id),
+            "wa_id": who.wa_id or "",
+            "user_id": who.user_id or "",
+        },
+    )
+
+
+def reconsent_request(
+    template: TemplateSettings,
+    who: RecipientRef,
+    categories: tuple[str, ...],
+    *,
+    policy_version: str,
+    deadline: datetime,
+    deadline_policy: str,
+    now: datetime,
+) -> ev.ConsentRequest:
+    """The request that puts the contact's conversation into awaiting_reconsent until the
+    deadline, for exactly the categories the message asks about."""
+    return ev.ConsentRequest(
+        event_id=f"{message_id(who.campaign_id, who.recipient_id)}:request",
+        phone_number_id=template.phone_number_id,
+        occurred_at=now,
+        contact=ev.ContactRef(wa_id=who.wa_id, user_id=who.user_id),
+        contact_id=who.contact_id,
+        kind="reconsent",
+        categories=categories,
+        source=Source.API.value,
+        evidence_json=json.dumps(
+            {
+                "campaign_id": str(who.campaign_id),
+                "template": template.name,
+                "template_language": template.language,
+            },
+            sort_keys=True,
+        ),
+        policy_version=policy_version,
+        deadline=deadline,
+        deadline_policy=deadline_policy,
+    )

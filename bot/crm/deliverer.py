@@ -1,0 +1,340 @@
+"""The CRM deliverer: drains the CRM shard streams to the business's webhook, in order per contact.
+
+Each shard is owned by one deliverer at a time (`bot.leases`, prefix `optin:lease:crm`), in any
+number of processes. The owner reads the head of its shard, POSTs it (`bot.crm.attempt`) and
+deletes it only once its outcome is logged, in the same transaction. A head that fails is
+retried with backoff while the entries behind it wait, which is the per-contact order; other
+shards, and so other contacts, keep flowing. The attempt count and the time of the next attempt
+live in the delivery log, not in memory, so a restarted or replacing deliverer carries on with
+the same backoff and the same retry window: an event is given up only once it has waited
+`RetryPolicy.give_up_after` (48 hours by default) since it was queued.
+
+Delivery is at least once: a deliverer killed while a POST is in flight sends that event again,
+with the same `X-Optin-Event-Id`, for the receiver to recognise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import aiohttp
+from redis.asyncio import Redis
+
+from bot.crm.attempt import AttemptResult, RetryPolicy, Verdict, post_event
+from bot.crm.log import DeadReason, DeliveryLog, DeliveryStatus
+from bot.crm.outbox import CRM_DEAD_STREAM, CRM_SHARDS, DEAD_MAXLEN, crm_stream
+from bot.crm.pause import PAUSE_KEY, Pause, current_pause, encode_pause, resume, url_digest
+from bot.inbound import TRANSIENT_ERRORS
+from bot.leases import ShardLeases
+from bot.metrics import Metrics
+from bot.streams import EMPTY_READ_PAUSE_SECONDS
+
+log = logging.getLogger(__name__)
+
+LEASE_PREFIX: Final = "optin:lease:crm"
+READ_BLOCK_MS: Final = 1000
+#: How often a waiting head looks again whether delivery was paused or resumed meanwhile.
+RECHECK_SECONDS: Final = 5.0
+
+Entry = tuple[str, dict[str, str]]
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+class CrmDeliverer:
+    """Owns a fair share of the CRM shards and delivers their events to `url`."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        session: aiohttp.ClientSession,
+        *,
+        url: str,
+        secret: str,
+        consumer: str,
+        metrics: Metrics | None = None,
+        policy: RetryPolicy | None = None,
+        lease_ms: int = 15_000,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._redis = redis
+        self._session = session
+        self._url = url
+        self._url_digest = url_digest(url)
+        self._secret = secret
+        self._metrics = metrics
+        self._policy = policy or RetryPolicy()
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._log = DeliveryLog(redis)
+        self._leases = ShardLeases(redis, prefix=LEASE_PREFIX, consumer=consumer, ttl_ms=lease_ms)
+        self._block_ms = min(READ_BLOCK_MS, lease_ms // 3)
+        self._recheck = min(RECHECK_SECONDS, lease_ms / 3000)
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._stopping: dict[int, asyncio.Event] = {}
+
+    @property
+    def owned_shards(self) -> frozenset[int]:
+        return frozenset(s for s, t in self._tasks.items() if not t.done())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Balance leases and deliver until `stop` is set; then finish in-flight attempts."""
+        log.info("CRM events go to %s", _where(self._url))
+        interval = self._leases.ttl_ms / 3000
+        try:
+            await self._lift_foreign_pause()
+            while not stop.is_set():
+                try:
+                    await self._rebalance()
+                except TRANSIENT_ERRORS as exc:
+                    log.warning("CRM deliverer cannot reach Redis (%s); retrying", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=interval)
+        finally:
+            await self._shutdown()
+
+    async def _lift_foreign_pause(self) -> None:
+        """A pause for another URL is over: the business has configured a new receiver."""
+        paused = await current_pause(self._redis)
+        if paused is not None and paused.url_digest != self._url_digest:
+            await resume(self._redis)
+            log.info("BUSINESS_WEBHOOK_URL changed since the last 410 Gone: delivery resumes")
+
+    # ---- shard ownership (as in bot.inbound) ---------------------------------------------------
+
+    async def _rebalance(self) -> None:
+        for shard, task in list(self._tasks.items()):
+            if task.done():
+                self._forget(shard)
+            elif not await self._leases.renew(shard):
+                log.warning("lost the lease of CRM shard %d; stopping it", shard)
+                task.cancel()
+                self._forget(shard)
+        alive = await self._leases.heartbeat()
+        target = math.ceil(CRM_SHARDS / alive)
+        for shard in sorted(self._tasks)[target:]:
+            self._stopping[shard].set()
+        free = [s for s in range(CRM_SHARDS) if s not in self._tasks]
+        random.shuffle(free)
+        for shard in free:
+            if len(self._tasks) >= target:
+                break
+            if await self._leases.acquire(shard):
+                stopping = asyncio.Event()
+                self._stopping[shard] = stopping
+                self._tasks[shard] = asyncio.create_task(
+                    self._run_shard(shard, stopping), name=f"crm-shard-{shard}"
+                )
+
+    def _forget(self, shard: int) -> None:
+        self._tasks.pop(shard, None)
+        self._stopping.pop(shard, None)
+
+    async def _shutdown(self) -> None:
+        for stopping in self._stopping.values():
+            stopping.set()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+        self._stopping.clear()
+        with contextlib.suppress(Exception):
+            await self._leases.leave()
+
+    async def _run_shard(self, shard: int, stopping: asyncio.Event) -> None:
+        try:
+            await self._consume(shard, stopping)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("CRM shard %d crashed; its lease is released for another try", shard)
+        finally:
+            if self._tasks.get(shard) is asyncio.current_task():
+                self._forget(shard)
+            with contextlib.suppress(Exception):
+                await self._leases.release(shard)
+
+    # ---- one shard -------------------------------------------------------------------------------
+
+    async def _consume(self, shard: int, stopping: asyncio.Event) -> None:
+        stream = crm_stream(shard)
+        while not stopping.is_set():
+            try:
+                head = await self._head(stream)
+                if head is not None:
+                    await self._deliver(stream, head, stopping)
+            except TRANSIENT_ERRORS as exc:
+                log.warning("CRM shard %d: cannot reach Redis (%s)", shard, exc)
+                await _sleep_unless(stopping, 1.0)
+
+    async def _head(self, stream: str) -> Entry | None:
+        """The oldest entry of `stream`, waiting up to a block interval for one."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        reply: Any = await self._redis.xread({stream: "0-0"}, count=1, block=self._block_ms)
+        if reply:
+            entry_id, fields = reply[0][1][0]
+            return entry_id, fields
+        # The in-process Redis answers a blocking read at once: do not spin.
+        if loop.time() - started < self._block_ms / 2000:
+            await asyncio.sleep(EMPTY_READ_PAUSE_SECONDS)
+        return None
+
+    async def _deliver(self, stream: str, entry: Entry, stopping: asyncio.Event) -> None:
+        entry_id, fields = entry
+        event_id, body, queued = fields.get("id", ""), fields.get("body"), fields.get("at", "")
+        if not event_id or body is None or not queued.isdigit():
+            log.error("unreadable CRM entry %s on %s: dead-lettered", entry_id, stream)
+            await self._finish(
+                stream, entry, DeliveryStatus.DEAD, None, "unreadable entry", DeadReason.MALFORMED
+            )
+            return
+        record = await self._log.get(event_id)
+        if record is not None and record.status in (DeliveryStatus.DELIVERED, DeliveryStatus.DEAD):
+            await self._redis.xdel(stream, entry_id)  # decided already; the entry outlived it
+            return
+        deadline = int(queued) / 1000 + self._policy.give_up_after
+        attempts = record.attempts if record is not None else 0
+        next_at = (record.next_attempt_at or 0) / 1000 if record is not None else 0.0
+        payload = body.encode()
+        while not stopping.is_set():
+            if await self._paused():
+                await _sleep_unless(stopping, self._recheck)
+                continue
+            wait = next_at - self._clock()
+            if wait > 0:
+                await _sleep_unless(stopping, min(wait, self._recheck))
+                continue
+            attempts += 1
+            await self._log.attempt_started(event_id, attempts, _ms(self._clock()))
+            result = await post_event(
+                self._session,
+                self._url,
+                self._secret,
+                event_id=event_id,
+                body=payload,
+                attempt=attempts,
+                client_timeout=self._policy.timeout(),
+                now=self._clock(),
+            )
+            retry_at = await self._settle(stream, entry, result, attempts, deadline)
+            if retry_at is None:
+                return
+            next_at = retry_at
+
+    async def _settle(
+        self, stream: str, entry: Entry, result: AttemptResult, attempts: int, deadline: float
+    ) -> float | None:
+        """Record what an attempt came to; return when to try again, None when it is over."""
+        event_id = entry[1]["id"]
+        code, error = result.status_code, result.error
+        if result.verdict is Verdict.DELIVERED:
+            await self._finish(stream, entry, DeliveryStatus.DELIVERED, code, None, None)
+            self._count("delivered")
+            return None
+        if result.verdict is Verdict.GONE:
+            log.error(
+                "the CRM receiver answered 410 Gone to %s: event dead-lettered, delivery paused "
+                "until BUSINESS_WEBHOOK_URL changes or POST /v1/webhooks/resume",
+                event_id,
+            )
+            gone = Pause(self._url_digest, event_id, _ms(self._clock()))
+            await self._finish(
+                stream, entry, DeliveryStatus.DEAD, code, error, DeadReason.GONE, pause=gone
+            )
+            self._count("gone")
+            return None
+        if result.verdict is Verdict.REJECTED:
+            log.warning("the CRM receiver rejected %s for good: %s", event_id, error)
+            await self._finish(stream, entry, DeliveryStatus.DEAD, code, error, DeadReason.REJECTED)
+            self._count("rejected")
+            return None
+        now = self._clock()
+        if now >= deadline:
+            log.error("CRM event %s still failing after %d attempts: given up", event_id, attempts)
+            await self._finish(stream, entry, DeliveryStatus.DEAD, code, error, DeadReason.EXPIRED)
+            self._count("expired")
+            return None
+        retry_at = min(now + self._policy.delay(attempts, result.retry_after, self._rng), deadline)
+        log.info("CRM event %s attempt %d failed (%s); retrying", event_id, attempts, error)
+        await self._log.attempt_failed(
+            event_id, status_code=code, error=error, next_attempt_ms=_ms(retry_at)
+        )
+        self._count("retried")
+        return retry_at
+
+    async def _finish(
+        self,
+        stream: str,
+        entry: Entry,
+        status: DeliveryStatus,
+        status_code: int | None,
+        error: str | None,
+        reason: DeadReason | None,
+        *,
+        pause: Pause | None = None,
+    ) -> None:
+        """Log the outcome and take the entry off its shard (onto the dead-letter stream when
+        given up), atomically; a cancellation arriving meanwhile waits for it."""
+        entry_id, fields = entry
+        event_id = fields.get("id", "")
+        now = _ms(self._clock())
+        pipe = self._redis.pipeline(transaction=True)
+        if event_id:
+            DeliveryLog.finish(
+                pipe,
+                event_id,
+                status,
+                at_ms=now,
+                status_code=status_code,
+                error=error,
+                dead_reason=reason,
+            )
+        if status is DeliveryStatus.DEAD:
+            pipe.xadd(
+                CRM_DEAD_STREAM,
+                {
+                    "id": event_id,
+                    "reason": reason.value if reason else "",
+                    "status_code": "" if status_code is None else str(status_code),
+                    "error": (error or "")[:2000],
+                    "stream": stream,
+                    "entry": entry_id,
+                    "at": fields.get("at", ""),
+                    "body": fields.get("body", ""),
+                },
+                maxlen=DEAD_MAXLEN,
+                approximate=True,
+            )
+        if pause is not None:
+            pipe.set(PAUSE_KEY, encode_pause(pause))
+        pipe.xdel(stream, entry_id)
+        await asyncio.shield(pipe.execute())
+
+    async def _paused(self) -> bool:
+        paused = await current_pause(self._redis)
+        return paused is not None and paused.url_digest == self._url_digest
+
+    def _count(self, result: str) -> None:
+        if self._metrics is not None:
+            self._metrics.crm_deliveries.labels(result=result).inc()
+
+
+async def _sleep_unless(stopping: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), timeout=max(seconds, 0.0))
+
+
+def _where(url: str) -> str:
+    """The receiver's scheme and host, for logs (a URL's path or query may hold a token)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
