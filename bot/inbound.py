@@ -12,9 +12,7 @@ stream with the error, so one poisoned event cannot block a shard for ever.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import math
 import random
 from collections.abc import Awaitable, Callable
 
@@ -25,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from bot.eventcodec import decode_event
-from bot.leases import ShardLeases
+from bot.shardowner import ShardOwner
 from bot.streams import (
     DEAD_LETTER_STREAM,
     INBOUND_GROUP,
@@ -76,87 +74,28 @@ class InboundWorker:
         self._redis = redis
         self._handler = handler
         self._consumer = consumer
-        self._leases = ShardLeases(
-            redis, prefix="optin:lease:in", consumer=consumer, ttl_ms=lease_ms
+        self._owner = ShardOwner(
+            redis,
+            self._consume,
+            shards=INBOUND_SHARDS,
+            lease_prefix="optin:lease:in",
+            consumer=consumer,
+            lease_ms=lease_ms,
+            name="inbound",
+            transient=TRANSIENT_ERRORS,
         )
         self._retry_cap = retry_cap_seconds
         self._block_ms = min(READ_BLOCK_MS, lease_ms // 3)
-        self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._stopping: dict[int, asyncio.Event] = {}
 
     @property
     def owned_shards(self) -> frozenset[int]:
-        return frozenset(s for s, t in self._tasks.items() if not t.done())
+        return self._owner.owned_shards
 
     async def run(self, stop: asyncio.Event) -> None:
         """Balance leases and consume until `stop` is set; then finish in-flight entries."""
         for shard in range(INBOUND_SHARDS):
             await ensure_group(self._redis, inbound_stream(shard), INBOUND_GROUP)
-        interval = self._leases.ttl_ms / 3000
-        try:
-            while not stop.is_set():
-                try:
-                    await self._rebalance()
-                except TRANSIENT_ERRORS as exc:
-                    log.warning("inbound worker cannot reach Redis (%s); retrying", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=interval)
-        finally:
-            await self._shutdown()
-
-    async def _rebalance(self) -> None:
-        # Renew first and never wait on a shard here: a slow shard must not cost us our leases.
-        for shard, task in list(self._tasks.items()):
-            if task.done():
-                self._forget(shard)
-            elif not await self._leases.renew(shard):
-                log.warning("lost the lease of shard %d; stopping it", shard)
-                task.cancel()
-                self._forget(shard)
-        alive = await self._leases.heartbeat()
-        target = math.ceil(INBOUND_SHARDS / alive)
-        for shard in sorted(self._tasks)[target:]:
-            self._stopping[shard].set()  # it finishes its entry, then releases the lease
-        free = [s for s in range(INBOUND_SHARDS) if s not in self._tasks]
-        random.shuffle(free)
-        for shard in free:
-            if len(self._tasks) >= target:
-                break
-            if await self._leases.acquire(shard):
-                self._start_shard(shard)
-
-    def _start_shard(self, shard: int) -> None:
-        stopping = asyncio.Event()
-        self._stopping[shard] = stopping
-        self._tasks[shard] = asyncio.create_task(
-            self._run_shard(shard, stopping), name=f"inbound-shard-{shard}"
-        )
-
-    def _forget(self, shard: int) -> None:
-        self._tasks.pop(shard, None)
-        self._stopping.pop(shard, None)
-
-    async def _shutdown(self) -> None:
-        for stopping in self._stopping.values():
-            stopping.set()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        self._tasks.clear()
-        self._stopping.clear()
-        with contextlib.suppress(Exception):
-            await self._leases.leave()
-
-    async def _run_shard(self, shard: int, stopping: asyncio.Event) -> None:
-        try:
-            await self._consume(shard, stopping)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("shard %d consumer crashed; its lease is released for another try", shard)
-        finally:
-            if self._tasks.get(shard) is asyncio.current_task():
-                self._forget(shard)
-            with contextlib.suppress(Exception):
-                await self._leases.release(shard)
+        await self._owner.run(stop)
 
     async def _consume(self, shard: int, stopping: asyncio.Event) -> None:
         stream = inbound_stream(shard)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import time
 from collections.abc import Callable
@@ -33,8 +32,8 @@ from bot.crm.log import DeadReason, DeliveryLog, DeliveryStatus
 from bot.crm.outbox import CRM_DEAD_STREAM, CRM_SHARDS, DEAD_MAXLEN, crm_stream
 from bot.crm.pause import PAUSE_KEY, Pause, current_pause, encode_pause, resume, url_digest
 from bot.inbound import TRANSIENT_ERRORS
-from bot.leases import ShardLeases
 from bot.metrics import Metrics
+from bot.shardowner import ShardOwner
 from bot.streams import EMPTY_READ_PAUSE_SECONDS
 
 log = logging.getLogger(__name__)
@@ -78,31 +77,28 @@ class CrmDeliverer:
         self._clock = clock
         self._rng = rng or random.Random()
         self._log = DeliveryLog(redis)
-        self._leases = ShardLeases(redis, prefix=LEASE_PREFIX, consumer=consumer, ttl_ms=lease_ms)
+        self._owner = ShardOwner(
+            redis,
+            self._consume,
+            shards=CRM_SHARDS,
+            lease_prefix=LEASE_PREFIX,
+            consumer=consumer,
+            lease_ms=lease_ms,
+            name="CRM",
+            transient=TRANSIENT_ERRORS,
+        )
         self._block_ms = min(READ_BLOCK_MS, lease_ms // 3)
         self._recheck = min(RECHECK_SECONDS, lease_ms / 3000)
-        self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._stopping: dict[int, asyncio.Event] = {}
 
     @property
     def owned_shards(self) -> frozenset[int]:
-        return frozenset(s for s, t in self._tasks.items() if not t.done())
+        return self._owner.owned_shards
 
     async def run(self, stop: asyncio.Event) -> None:
         """Balance leases and deliver until `stop` is set; then finish in-flight attempts."""
         log.info("CRM events go to %s", _where(self._url))
-        interval = self._leases.ttl_ms / 3000
-        try:
-            await self._lift_foreign_pause()
-            while not stop.is_set():
-                try:
-                    await self._rebalance()
-                except TRANSIENT_ERRORS as exc:
-                    log.warning("CRM deliverer cannot reach Redis (%s); retrying", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=interval)
-        finally:
-            await self._shutdown()
+        await self._lift_foreign_pause()
+        await self._owner.run(stop)
 
     async def _lift_foreign_pause(self) -> None:
         """A pause for another URL is over: the business has configured a new receiver."""
@@ -110,58 +106,6 @@ class CrmDeliverer:
         if paused is not None and paused.url_digest != self._url_digest:
             await resume(self._redis)
             log.info("BUSINESS_WEBHOOK_URL changed since the last 410 Gone: delivery resumes")
-
-    # ---- shard ownership (as in bot.inbound) ---------------------------------------------------
-
-    async def _rebalance(self) -> None:
-        for shard, task in list(self._tasks.items()):
-            if task.done():
-                self._forget(shard)
-            elif not await self._leases.renew(shard):
-                log.warning("lost the lease of CRM shard %d; stopping it", shard)
-                task.cancel()
-                self._forget(shard)
-        alive = await self._leases.heartbeat()
-        target = math.ceil(CRM_SHARDS / alive)
-        for shard in sorted(self._tasks)[target:]:
-            self._stopping[shard].set()
-        free = [s for s in range(CRM_SHARDS) if s not in self._tasks]
-        random.shuffle(free)
-        for shard in free:
-            if len(self._tasks) >= target:
-                break
-            if await self._leases.acquire(shard):
-                stopping = asyncio.Event()
-                self._stopping[shard] = stopping
-                self._tasks[shard] = asyncio.create_task(
-                    self._run_shard(shard, stopping), name=f"crm-shard-{shard}"
-                )
-
-    def _forget(self, shard: int) -> None:
-        self._tasks.pop(shard, None)
-        self._stopping.pop(shard, None)
-
-    async def _shutdown(self) -> None:
-        for stopping in self._stopping.values():
-            stopping.set()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        self._tasks.clear()
-        self._stopping.clear()
-        with contextlib.suppress(Exception):
-            await self._leases.leave()
-
-    async def _run_shard(self, shard: int, stopping: asyncio.Event) -> None:
-        try:
-            await self._consume(shard, stopping)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("CRM shard %d crashed; its lease is released for another try", shard)
-        finally:
-            if self._tasks.get(shard) is asyncio.current_task():
-                self._forget(shard)
-            with contextlib.suppress(Exception):
-                await self._leases.release(shard)
 
     # ---- one shard -------------------------------------------------------------------------------
 
