@@ -20,6 +20,7 @@ from bot.db.ledger import LedgerRepository
 from bot.db.migrate import migrate
 from bot.db.pseudonyms import Pseudonymiser
 from bot.erasure import run_erase_command
+from bot.multiprocess import ChildSpec, run_workers
 from bot.roles import ALL_ROLES, Role, start_loops
 from bot.services import StartupError, check_startup, describe_mode, open_services
 from bot.settings import Settings, SettingsError, load_settings
@@ -37,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def http_command(name: str, help_text: str) -> None:
+    def http_command(name: str, help_text: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("--host", default="127.0.0.1")
         cmd.add_argument("--port", type=int, default=8080)
@@ -46,8 +47,17 @@ def _parser() -> argparse.ArgumentParser:
             action="store_true",
             help="accept unsigned webhooks although a token is set (never in production)",
         )
+        return cmd
 
-    http_command("serve", "everything in one process: webhook, API, workers, sender")
+    serve = http_command("serve", "everything in one process: webhook, API, workers, sender")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N processes of the whole service on one port (SO_REUSEPORT); needs a "
+        "shared Redis and PostgreSQL (default 1)",
+    )
     http_command("web", "the HTTP role only (webhook, API); scale-out")
     sub.add_parser("migrate", help="create or upgrade the database schema")
     add_campaign_parser(sub)
@@ -70,6 +80,23 @@ def _parser() -> argparse.ArgumentParser:
         role = sub.add_parser(name, help=text)
         role.add_argument("--insecure-no-signature", action="store_true", help=argparse.SUPPRESS)
     return parser
+
+
+def check_shareable(settings: Settings) -> None:
+    """`serve --workers N` needs state that several processes can share."""
+    embedded = [
+        name
+        for name, is_embedded in (
+            ("REDIS_URL=memory://", settings.embedded_redis),
+            ("the SQLite DATABASE_URL", settings.embedded_database),
+        )
+        if is_embedded
+    ]
+    if embedded:
+        raise StartupError(
+            f"--workers > 1 needs a Redis server and PostgreSQL shared by the processes; "
+            f"{' and '.join(embedded)} live inside one process (run `serve` without --workers)"
+        )
 
 
 def _serve(settings: Settings, args: argparse.Namespace, roles: frozenset[Role]) -> None:
@@ -167,13 +194,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             "worker": frozenset({Role.WORKER}),
             "sender": frozenset({Role.SENDER}),
         }[args.command]
+        workers = getattr(args, "workers", 1)
+        if workers < 1:
+            print(f"optin-bot: --workers must be at least 1, not {workers}", file=sys.stderr)
+            return 2
         check_startup(
             settings,
             insecure_no_signature=args.insecure_no_signature,
             multi_process=args.command != "serve",
         )
+        if workers > 1:
+            check_shareable(settings)
         for line in describe_mode(settings):
             log.info(line)
+        if workers > 1:
+            spec = ChildSpec(args.host, args.port, args.log_level, args.insecure_no_signature)
+            return run_workers(spec, workers)
         if Role.WEB in roles:
             _serve(settings, args, roles)
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -29,6 +30,7 @@ async def healthz(request: web.Request) -> web.Response:
         "redis": {"status": "ok" if redis_up else "down", "embedded": settings.embedded_redis},
         "database": {"status": "ok" if db_up else "down", "embedded": settings.embedded_database},
         "version": VERSION,
+        "pid": os.getpid(),  # which process answered: `serve --workers N` shares one port
     }
     return web.json_response(body, status=200 if healthy else 503)
 

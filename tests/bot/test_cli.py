@@ -228,3 +228,98 @@ async def test_web_worker_and_sender_as_separate_processes(
             return texts if len(texts) == 5 else []
 
         assert sorted(await eventually(all_recorded, within=30)) == [f"m{i}" for i in range(5)]
+
+
+@pytest.mark.parametrize("workers", ["0", "-2"])
+def test_serve_workers_below_one_is_one_clear_line(tmp_path: Path, workers: str) -> None:
+    result = run_cli("serve", "--workers", workers, env={}, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--workers must be at least 1" in lines[0], result.stderr
+
+
+def test_serve_workers_refuse_the_embedded_stores(tmp_path: Path) -> None:
+    """memory:// Redis and SQLite live inside one process: N processes cannot share them."""
+    result = run_cli("serve", "--workers", "2", "--port", str(free_port()), env={}, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "memory://" in lines[0] and "SQLite" in lines[0], result.stderr
+
+
+def parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has exited; only its parent has not collected it yet.
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def answering_pids(port: int, proc: subprocess.Popen[str], expected: int) -> set[int]:
+    """Fresh connections until `expected` different processes have answered /healthz."""
+    seen: set[int] = set()
+    connector = aiohttp.TCPConnector(force_close=True)  # one connection per request
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=10)
+    ) as session:
+        await wait_healthy(session, port, proc)
+
+        async def all_seen() -> set[int]:
+            for _ in range(20):
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    if response.status == 200:
+                        seen.add(int((await response.json())["pid"]))
+            return seen if len(seen) >= expected else set()
+
+        return await eventually(all_seen, within=60, interval=0.2)
+
+
+@pytest.mark.services
+async def test_serve_workers_runs_processes_on_one_port_and_sigterm_stops_them_all(
+    tmp_path: Path, real_stack_urls: tuple[str, str]
+) -> None:
+    database_url, redis_url = real_stack_urls
+    port = free_port()
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "WHATSAPP_APP_SECRET": "s"}
+    with process("serve", "--workers", "2", "--port", str(port), env=env, cwd=tmp_path) as proc:
+        pids = await answering_pids(port, proc, expected=2)
+        assert len(pids) == 2 and proc.pid not in pids
+        assert {parent_of(pid) for pid in pids} == {proc.pid}
+        body = dumps(text_webhook(wa_id="15559990007", text="via workers"))
+        async with (
+            http() as session,
+            session.post(
+                f"http://127.0.0.1:{port}/webhook", data=body, headers=signed(body, "s")
+            ) as response,
+        ):
+            assert response.status == 200
+
+        async def recorded() -> list[str]:
+            return await recorded_texts(database_url, "15559990007")
+
+        assert await eventually(recorded, within=30) == ["via workers"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=40) == 0, output_of(proc)
+    assert not any(alive(pid) for pid in pids), "every worker process ended with the parent"
+
+
+@pytest.mark.services
+async def test_serve_workers_exits_non_zero_when_a_worker_dies(
+    tmp_path: Path, real_stack_urls: tuple[str, str]
+) -> None:
+    """No silent restart loop: the parent stops the others and reports the failure."""
+    database_url, redis_url = real_stack_urls
+    port = free_port()
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "WHATSAPP_APP_SECRET": "s"}
+    with process("serve", "--workers", "2", "--port", str(port), env=env, cwd=tmp_path) as proc:
+        victim, survivor = sorted(await answering_pids(port, proc, expected=2))
+        os.kill(victim, signal.SIGKILL)
+        assert proc.wait(timeout=40) != 0
+        out = output_of(proc)
+    assert "ended unexpectedly" in out, out
+    assert not alive(survivor)

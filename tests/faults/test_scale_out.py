@@ -10,84 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
 import pytest
-from sqlalchemy import text
 
-from bot.db.engine import create_engine, session_factory
-from bot.db.ledger import LedgerRepository
 from tests.fakes.graph import FakeGraph
 from tests.fakes.webhooks import dumps, eventually, signed, text_webhook
+from tests.faults.cluster import (
+    count,
+    free_port,
+    ledger_chains_verified,
+    live_env,
+    processes,
+    wait_up,
+)
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 # CI runs 500 customers (about two minutes on 2 cores); SCALE_CUSTOMERS=5000 is the full run.
 CUSTOMERS = int(os.environ.get("SCALE_CUSTOMERS", "500"))
 SECRET = "scale-secret"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@asynccontextmanager
-async def processes(
-    env: dict[str, str], cwd: Path, *commands: list[str]
-) -> AsyncIterator[list[asyncio.subprocess.Process]]:
-    """Start the roles, each logging to a file in `cwd` (read back when one dies)."""
-    procs = []
-    for n, command in enumerate(commands):
-        with (cwd / f"{n}-{command[0]}.log").open("w") as log:
-            procs.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "bot",
-                    "--log-level",
-                    "WARNING",
-                    *command,
-                    env=env,
-                    cwd=cwd,
-                    stdout=subprocess.DEVNULL,
-                    stderr=log,
-                )
-            )
-    try:
-        yield procs
-    finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=20)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-
-
-def logs_of(cwd: Path) -> str:
-    return "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(cwd.glob("*.log")))
-
-
-async def count(database_url: str, sql: str) -> int:
-    engine = create_engine(database_url)
-    try:
-        async with engine.connect() as connection:
-            return int((await connection.execute(text(sql))).scalar_one())
-    finally:
-        await engine.dispose()
 
 
 async def test_two_of_each_role_handle_every_customer_once_and_in_order(
@@ -96,37 +39,14 @@ async def test_two_of_each_role_handle_every_customer_once_and_in_order(
     database_url, redis_url = real_stack_urls
     web_ports = [free_port(), free_port()]
     async with FakeGraph(validate=False) as graph:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("WHATSAPP_")},
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "WHATSAPP_ACCESS_TOKEN": "token",
-            "WHATSAPP_APP_SECRET": SECRET,
-            "WHATSAPP_PHONE_NUMBER_ID": "106540352242922",
-            "GRAPH_API_URL": graph.base_url,
-            "SEND_RATE": "1000",
-            "PSEUDONYM_KEY": "scale-test-pseudonym-key",
-            "BUSINESS_NAME": "Acme",
-        }
+        env = live_env(database_url, redis_url, graph.base_url, SECRET)
         commands = [["web", "--port", str(p)] for p in web_ports]
         commands += [["worker"], ["worker"], ["sender"], ["sender"]]
         async with (
             processes(env, tmp_path, *commands) as procs,
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session,
         ):
-
-            async def up() -> bool:
-                assert all(p.returncode is None for p in procs), logs_of(tmp_path)
-                try:
-                    for port in web_ports:
-                        async with session.get(f"http://127.0.0.1:{port}/healthz") as r:
-                            if r.status != 200:
-                                return False
-                    return True
-                except aiohttp.ClientError:
-                    return False
-
-            await eventually(up, within=60, interval=0.3)
+            await wait_up(session, web_ports, procs, tmp_path)
             semaphore = asyncio.Semaphore(48)
 
             async def post(n: int, body: bytes) -> None:
@@ -179,9 +99,4 @@ async def test_two_of_each_role_handle_every_customer_once_and_in_order(
         "SELECT count(*) FROM consent_events WHERE action = 'withdrawn'",
     )
     assert withdrawn == CUSTOMERS * 4, "every STOP recorded once"
-    engine = create_engine(database_url)
-    try:
-        report = await LedgerRepository(session_factory(engine)).verify()
-    finally:
-        await engine.dispose()
-    assert report.ok and report.chains_checked == CUSTOMERS
+    assert await ledger_chains_verified(database_url) == CUSTOMERS
