@@ -84,6 +84,13 @@ async def receive_events(request: web.Request) -> web.Response:
         return refuse("bad_request", 400, "body is not UTF-8")
     except json.JSONDecodeError as exc:
         return refuse("bad_request", 400, f"body is not JSON: {exc.msg}")
+    except ValueError:
+        # valid JSON syntax that Python will not turn into a value: an integer of more digits
+        # than `sys.get_int_max_str_digits()` allows
+        return refuse("bad_request", 400, "body holds a number too long to read")
+    except RecursionError:
+        # arrays or objects nested deeper than the interpreter's recursion limit
+        return refuse("bad_request", 400, "body is nested too deeply")
     try:
         events = normalise(payload, received_at=datetime.now(UTC))
     except NotAnEnvelope as exc:

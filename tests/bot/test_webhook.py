@@ -144,6 +144,22 @@ BAD_INPUTS: list[tuple[str, Any, int]] = [
     ("a JSON array", b"[1, 2, 3]", 400),
     ("not WhatsApp", b'{"object": "page", "entry": []}', 400),
     ("missing entry", b'{"object": "whatsapp_business_account"}', 400),
+    # Bug found by tests/faults/test_fuzz_webhook.py: json.loads raises RecursionError for
+    # deep nesting and a plain ValueError for integers over 4300 digits, neither of them a
+    # JSONDecodeError, so both escaped the handler as 500s (and Meta would retry them forever).
+    (
+        "regression: nesting deeper than the recursion limit answered 500",
+        b'{"object": "whatsapp_business_account", "entry": '
+        + b"[" * 100_000
+        + b"]" * 100_000
+        + b"}",
+        400,
+    ),
+    (
+        "regression: a 5000-digit number answered 500",
+        b'{"object": "whatsapp_business_account", "entry": [], "n": ' + b"7" * 5000 + b"}",
+        400,
+    ),
     (
         "2 MiB body",
         b'{"object": "whatsapp_business_account", "pad": "' + b"x" * (2 << 20) + b'"}',
