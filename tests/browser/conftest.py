@@ -10,6 +10,7 @@ Screenshots of the main pages are written to `docs/screenshots/` for the README.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -24,7 +25,14 @@ from aiohttp import web
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# The pictures carry random numbers and times, so an ordinary run writes them to a scratch
+# folder (a clean checkout stays clean); UPDATE_SCREENSHOTS=1 refreshes the ones in docs/.
+SCREENSHOTS = (
+    DOCS_SCREENSHOTS
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "optin-bot-screenshots"
+)
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -100,9 +108,10 @@ def live_server() -> Iterator[Callable[[web.Application], str]]:
         server.stop()
 
 
-@pytest.fixture
-def chromium() -> Iterator[Any]:
-    """A fresh headless Chromium (own profile), 1280x900, closed after the test."""
+@contextlib.contextmanager
+def headless_chromium(prefix: str = "optin-chromium-") -> Iterator[Any]:
+    """A fresh headless Chromium (own profile), 1280x900, closed afterwards; the test fails
+    (REQUIRE_SERVICES=1) or skips when Chromium or its driver is missing."""
     missing = _missing()
     if missing is not None:
         if REQUIRE_SERVICES:
@@ -111,7 +120,7 @@ def chromium() -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    profile = tempfile.mkdtemp(prefix="optin-chromium-")
+    profile = tempfile.mkdtemp(prefix=prefix)
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1280,900"):
@@ -126,8 +135,15 @@ def chromium() -> Iterator[Any]:
 
 
 @pytest.fixture
+def chromium() -> Iterator[Any]:
+    """A fresh headless Chromium for one test."""
+    with headless_chromium() as driver:
+        yield driver
+
+
+@pytest.fixture
 def screenshot(chromium: Any) -> Callable[[str], Path]:
-    """`screenshot("sandbox-chat")` saves the viewport as docs/screenshots/sandbox-chat.png."""
+    """`screenshot("sandbox-chat")` saves the viewport as sandbox-chat.png in `SCREENSHOTS`."""
 
     def save(name: str) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """The agents' console in a real browser: log in, find a contact, read a timeline with a STOP
 and its confirmation, reveal a number, withdraw a category as an agent, a form without its CSRF
 token refused, customer text shown and never run, keyboard reach, 360 px, campaigns and flows.
-Screenshots go to docs/screenshots/console-*.png.
+Screenshots go to console-*.png in `SCREENSHOTS` (docs/screenshots with UPDATE_SCREENSHOTS=1).
 
 One headless Chromium serves the whole module (the tests run in order, as one agent's session);
 the app runs on loopback in sandbox mode with API_TOKEN and an agent token set.
@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import shutil
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -29,14 +27,7 @@ from bot.db.engine import create_engine, session_factory
 from bot.db.migrate import migrate
 from bot.settings import Settings
 from tests.bot.console.support import ADMIN_TOKEN, ALICE_TOKEN, seed_campaign
-from tests.browser.conftest import (
-    CHROMEDRIVER,
-    CHROMIUM,
-    CHROMIUM_FLAGS,
-    REQUIRE_SERVICES,
-    SCREENSHOTS,
-    _missing,
-)
+from tests.browser.conftest import SCREENSHOTS, headless_chromium
 from tests.fakes.webhooks import APP_SECRET, dumps, signed, text_webhook
 
 WAIT_SECONDS = 20
@@ -100,27 +91,9 @@ def site(live_server: Callable[[Any], str], tmp_path_factory: pytest.TempPathFac
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the module, with its own profile."""
-    missing = _missing()
-    if missing is not None:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"browser tests need Chromium: {missing} (REQUIRE_SERVICES=1)")
-        pytest.skip(f"browser tests need Chromium: {missing}")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="optin-console-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1280,900"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(30)
-    try:
+    """One headless Chromium for the module (the tests run in order, as one agent's session)."""
+    with headless_chromium("optin-console-chromium-") as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def wait(driver: Any, condition: Callable[[Any], Any]) -> Any:
@@ -159,7 +132,7 @@ def until_shown(driver: Any, url: str, text: str) -> None:
 
 
 def snapshot(driver: Any, name: str, *, max_height: int = 2200) -> Path:
-    """The page (up to `max_height` CSS pixels of it) as docs/screenshots/<name>.png."""
+    """The page (up to `max_height` CSS pixels of it) as <name>.png in `SCREENSHOTS`."""
     metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
     size = metrics.get("cssContentSize") or metrics["contentSize"]
     width = driver.execute_script("return document.documentElement.clientWidth")

@@ -30,6 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.db.contacts import ContactRepository
 from bot.db.engine import create_engine, session_factory
+from bot.db.ledger import LedgerRepository
 from bot.db.migrate import migrate
 from bot.db.transcript import TranscriptRepository
 
@@ -158,6 +159,11 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 @pytest.fixture
 def contacts(sessions: async_sessionmaker[AsyncSession]) -> ContactRepository:
     return ContactRepository(sessions)
+
+
+@pytest.fixture
+def ledger(sessions: async_sessionmaker[AsyncSession]) -> LedgerRepository:
+    return LedgerRepository(sessions)
 
 
 @pytest.fixture

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import bot.db.ledger
 from bot.db.consent_models import Conversation
 from bot.db.contacts import ContactRepository
-from bot.db.engine import create_engine
 from bot.db.ledger import ConsentChange, ConversationRecord, LedgerRepository
 from flows.consent import ConsentAction, ConsentStatus, Method, Source
-from tests.bot.db.conftest import TABLES_CHILDREN_FIRST
 
-LEDGER_TABLES_CHILDREN_FIRST = ("consent_states", "conversations", "consent_events", "ledger_heads")
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 WA = "15551234567"
 BSUID = "US.13491208655302741918"
@@ -30,22 +25,6 @@ AWAITING = ConversationRecord(
     last_event_id="msg:wamid.1",
     outbox_json='[{"reply":"optin_prompt"}]',
 )
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    """The module's database with every table, ledger included, emptied first."""
-    engine = create_engine(database_url)
-    async with engine.begin() as connection:
-        for table in (*LEDGER_TABLES_CHILDREN_FIRST, *TABLES_CHILDREN_FIRST):
-            await connection.execute(text(f"DELETE FROM {table}"))
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def ledger(sessions: async_sessionmaker[AsyncSession]) -> LedgerRepository:
-    return LedgerRepository(sessions)
 
 
 @pytest.fixture

@@ -4,23 +4,18 @@ numbers that moved between people and records that were merged."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.db.contacts import ContactRepository
-from bot.db.engine import create_engine
 from bot.db.erasure import ErasedRecords, ErasureRequest, erase_records
 from bot.db.ledger import ConsentChange, LedgerRepository
 from bot.db.pseudonyms import Pseudonymiser, is_erased
 from flows.consent import ConsentAction, ConsentStatus, Method, Source
-from tests.bot.db.conftest import TABLES_CHILDREN_FIRST
 
-LEDGER_TABLES_CHILDREN_FIRST = ("consent_states", "conversations", "consent_events", "ledger_heads")
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 KEY = Pseudonymiser(b"a test pseudonym key of 32 bytes")
 WA = "15551234567"
@@ -29,23 +24,8 @@ USER_B = "US.2222222222222222"
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    async with engine.begin() as connection:
-        for table in (*LEDGER_TABLES_CHILDREN_FIRST, *TABLES_CHILDREN_FIRST):
-            await connection.execute(text(f"DELETE FROM {table}"))
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
 def contacts(sessions: async_sessionmaker[AsyncSession]) -> ContactRepository:
     return ContactRepository(sessions, pseudonyms=KEY)
-
-
-@pytest.fixture
-def ledger(sessions: async_sessionmaker[AsyncSession]) -> LedgerRepository:
-    return LedgerRepository(sessions)
 
 
 async def erase(sessions: async_sessionmaker[AsyncSession], contact_id: int) -> ErasedRecords:

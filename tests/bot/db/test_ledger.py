@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from alembic import command
-from sqlalchemy import Connection, inspect, text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy import Connection, inspect
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -26,28 +25,11 @@ from bot.db.engine import create_engine
 from bot.db.ledger import ConsentChange, LedgerRepository
 from bot.db.migrate import CONNECTION_ATTRIBUTE, alembic_config, migrate, schema_is_current
 from flows.consent import ConsentAction, ConsentStatus, Method, Source
-from tests.bot.db.conftest import TABLES_CHILDREN_FIRST
 
 LEDGER_TABLES_CHILDREN_FIRST = ("consent_states", "conversations", "consent_events", "ledger_heads")
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 WA = "15551234567"
 BSUID = "US.13491208655302741918"
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    """The module's database with every table, ledger included, emptied first."""
-    engine = create_engine(database_url)
-    async with engine.begin() as connection:
-        for table in (*LEDGER_TABLES_CHILDREN_FIRST, *TABLES_CHILDREN_FIRST):
-            await connection.execute(text(f"DELETE FROM {table}"))
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def ledger(sessions: async_sessionmaker[AsyncSession]) -> LedgerRepository:
-    return LedgerRepository(sessions)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,13 +12,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.db.consent_models import ConsentEvent, erased_event_key, event_hash, sha256_hex
 from bot.db.contacts import ContactRepository
-from bot.db.engine import create_engine
 from bot.db.ledger import ConsentChange, LedgerRepository, ProblemKind, VerifyReport
 from bot.db.ledger_verify import verify_chains
 from flows.consent import ConsentAction, Method, Source
-from tests.bot.db.conftest import TABLES_CHILDREN_FIRST
 
-LEDGER_TABLES_CHILDREN_FIRST = ("consent_states", "conversations", "consent_events", "ledger_heads")
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 #: One chain of four rows; the state of "marketing" points at row 3, so rows 1, 2 and 4 can be
@@ -30,22 +26,6 @@ SCRIPT = (
     ConsentAction.GRANTED,
     ConsentAction.PENDING,  # while opted in: recorded, changes nothing
 )
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    """The module's database with every table, ledger included, emptied first."""
-    engine = create_engine(database_url)
-    async with engine.begin() as connection:
-        for table in (*LEDGER_TABLES_CHILDREN_FIRST, *TABLES_CHILDREN_FIRST):
-            await connection.execute(text(f"DELETE FROM {table}"))
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def ledger(sessions: async_sessionmaker[AsyncSession]) -> LedgerRepository:
-    return LedgerRepository(sessions)
 
 
 def change(action: ConsentAction, key: str, at: datetime = T0) -> ConsentChange:
