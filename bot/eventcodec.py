@@ -2,10 +2,11 @@
 
 The webhook answers Meta only once its events are stream entries, and a worker may read them
 back much later (or after a restart, or in another process), so the encoding must be exact:
-`decode_event(encode_event(e)) == e` for every event. The format is compact JSON with a `"type"`
-tag (the event's class name) and one key per dataclass field; times are ISO 8601 with their UTC
-offset, tuples are lists. Text is written with ASCII escapes, so any string Meta sent (even a lone
-surrogate) survives the trip through UTF-8 bytes.
+`decode_event(encode_event(e)) == e` for every event, and an entry written before a field with a
+default was added still decodes (queues outlive deployments). The format is compact JSON with a
+`"type"` tag (the event's class name) and one key per dataclass field; times are ISO 8601 with
+their UTC offset, tuples are lists. Text is written with ASCII escapes, so any string Meta sent
+(even a lone surrogate) survives the trip through UTF-8 bytes.
 
 How each field is written is read off the event classes' type hints once, at import; a field of
 a type this module does not know fails the import rather than a round trip at run time.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from datetime import datetime
 from typing import Any, get_type_hints
 
@@ -58,6 +59,8 @@ def decode_event(text: str | bytes) -> Event:
     values: dict[str, Any] = {}
     for name, _, decode in spec.fields:
         if name not in data:
+            if name in spec.defaulted:
+                continue  # written before the field existed: the class's default stands
             raise EventDecodeError(f"{spec.cls.__name__} without {name!r}")
         try:
             values[name] = decode(data[name])
@@ -183,12 +186,19 @@ _CONVERTERS: dict[object, tuple[Encoder, Decoder]] = {
 class _Spec:
     """How one event class is written: its fields in order, each with its converters."""
 
-    __slots__ = ("cls", "fields")
+    __slots__ = ("cls", "defaulted", "fields")
 
     def __init__(self, cls: type[BaseEvent]) -> None:
         hints = get_type_hints(cls)
         self.cls = cls
         self.fields: list[tuple[str, Encoder, Decoder]] = []
+        # Fields with a default may be missing from an entry an older version wrote: a field
+        # added to an event must come with a default, so entries queued before an upgrade decode.
+        self.defaulted = frozenset(
+            f.name
+            for f in fields(cls)
+            if f.default is not MISSING or f.default_factory is not MISSING
+        )
         for field in fields(cls):
             converters = _CONVERTERS.get(hints[field.name])
             if converters is None:

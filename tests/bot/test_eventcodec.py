@@ -264,3 +264,20 @@ def test_events_refuse_naive_times_and_contacts_without_an_id() -> None:
         )
     with pytest.raises(ValueError, match="wa_id or a user_id"):
         ContactRef(None, "")
+
+
+def test_an_entry_written_before_a_defaulted_field_existed_still_decodes() -> None:
+    """Regression: a ConsentRequest queued before `deadline_policy` was added (a campaign's
+    request waiting on a stream across an upgrade) failed to decode and went to dead letters."""
+    (request,) = [s for s in SAMPLES if isinstance(s, ConsentRequest)][:1]
+    data = json.loads(encode_event(request))
+    del data["deadline_policy"]
+    decoded = decode_event(json.dumps(data))
+    assert isinstance(decoded, ConsentRequest) and decoded.deadline_policy is None
+
+
+def test_a_missing_field_without_a_default_is_still_refused() -> None:
+    data = json.loads(encode_event(SAMPLES[13]))
+    del data["wamid"]
+    with pytest.raises(EventDecodeError, match="wamid"):
+        decode_event(json.dumps(data))
