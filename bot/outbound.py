@@ -4,12 +4,15 @@ Everything we send goes through here: the caller records the message in the tran
 `queued` and puts it on the stream; the sender loop (`bot.sender`) delivers it at the number's
 rate. Message ids are chosen by the caller and deterministic where a retry could repeat the
 enqueue (derived from the event that caused the message), and the enqueue is de-duplicated in the
-same Lua call as the XADD, so handling an event twice never queues its reply twice.
+same Lua call as the XADD, so handling an event twice never queues its reply twice. Many messages
+go in one call (`put_recorded`): the campaign dispatcher records a whole chunk in one transaction
+and queues it in paced groups.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,12 +22,21 @@ from redis.asyncio import Redis
 from bot.db.transcript import TranscriptRepository
 from bot.streams import DEDUPE_TTL_SECONDS, OUTBOUND_STREAM
 
+# KEYS: one de-duplication key per message (`optin:queued:<message id>`), then the stream;
+# ARGV: the encoded messages, then the keys' TTL. Returns 1 (queued) or 0 (queued before) each.
 _ENQUEUE_LUA = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
-  redis.call('XADD', KEYS[2], '*', 'm', ARGV[1])
-  return 1
+local stream = KEYS[#KEYS]
+local ttl = ARGV[#ARGV]
+local added = {}
+for i = 1, #KEYS - 1 do
+  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ttl) then
+    redis.call('XADD', stream, '*', 'm', ARGV[i])
+    added[i] = 1
+  else
+    added[i] = 0
+  end
 end
-return 0
+return added
 """
 
 
@@ -79,17 +91,31 @@ class OutboundQueue:
 
     async def enqueue(self, message: OutboundMessage, *, now: datetime) -> bool:
         """Queue `message`; False when a message with this id was queued already."""
-        await self._transcript.record_outbound(
-            message.contact_id,
-            message_id=message.message_id,
-            kind=message.kind,
-            text=message.text,
-            payload_json=json.dumps(message.body, ensure_ascii=False),
-            status="queued",
-            occurred_at=now,
-        )
+        return (await self.enqueue_many([message], now=now))[0]
+
+    async def enqueue_many(
+        self, messages: Sequence[OutboundMessage], *, now: datetime
+    ) -> list[bool]:
+        """Record and queue `messages` in order; for each, False when it was queued already."""
+        for message in messages:
+            await self._transcript.record_outbound(
+                message.contact_id,
+                message_id=message.message_id,
+                kind=message.kind,
+                text=message.text,
+                payload_json=json.dumps(message.body, ensure_ascii=False),
+                status="queued",
+                occurred_at=now,
+            )
+        return await self.put_recorded(messages)
+
+    async def put_recorded(self, messages: Sequence[OutboundMessage]) -> list[bool]:
+        """Queue messages already recorded as `queued` in the transcript, in order, in one
+        Redis call; for each, False when a message with its id was queued already."""
+        if not messages:
+            return []
         added = await self._enqueue(
-            keys=[f"optin:queued:{message.message_id}", OUTBOUND_STREAM],
-            args=[message.encode(), DEDUPE_TTL_SECONDS],
+            keys=[*(f"optin:queued:{m.message_id}" for m in messages), OUTBOUND_STREAM],
+            args=[*(m.encode() for m in messages), DEDUPE_TTL_SECONDS],
         )
-        return bool(added)
+        return [bool(flag) for flag in added]

@@ -3,7 +3,9 @@
 Several senders may run at once (consumer group `senders`); the rate limit is shared through
 Redis. Messages to one contact keep their order within a batch, different contacts go out
 concurrently. A message is acknowledged only once its outcome is recorded: delivered (wamid kept,
-so a redelivered entry is not sent again) or failed for good (Meta's code kept). A temporary failure
+so a redelivered entry is not sent again) or failed for good (Meta's code kept). Outcomes are
+recorded and acknowledged a batch at a time (see `Sender._send_batch`), which is what lets one
+process keep up with a thousand messages a second. A temporary failure
 that outlived the client's own retries stays pending and is claimed again after
 `visibility_ms` by whichever sender is alive, this one or another.
 In sandbox mode the transport sends nothing and the transcript says `sandbox`.
@@ -24,12 +26,12 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from bot.db.transcript import TranscriptRepository
+from bot.db.transcript import OutboundMark, TranscriptRepository
 from bot.graph import CloudApiClient, GraphError
 from bot.inbound import TRANSIENT_ERRORS
 from bot.metrics import Metrics
 from bot.outbound import OutboundMessage
-from bot.ratelimit import RateLimiter
+from bot.ratelimit import RateLimiter, sleep_until
 from bot.streams import (
     DEDUPE_TTL_SECONDS,
     OUTBOUND_GROUP,
@@ -179,27 +181,49 @@ class Sender:
                 await ensure_group(self._redis, OUTBOUND_STREAM, OUTBOUND_GROUP)
 
     async def _send_batch(self, entries: list[tuple[str, dict[str, str]]]) -> None:
-        by_contact: dict[int, list[tuple[str, OutboundMessage]]] = defaultdict(list)
+        """Send a batch, then record its outcomes and acknowledge it, in that order.
+
+        Per batch, not per message: one pipelined look-up of what was delivered already, one
+        rate-limit reservation (each message still waits for its own slot), and at the end one
+        pipelined write of the delivered markers, one transcript transaction and one
+        acknowledgement, so an entry is never acknowledged before its outcome is recorded. A
+        crash before the end loses only records: the batch comes round again, messages already
+        marked delivered are acknowledged without a second send, the others (their HTTP requests
+        may have gone out) are sent again; campaign messages are guarded against that by
+        `bot.campaigns.send_guard`.
+        """
+        done: list[str] = []
+        decoded: list[tuple[str, OutboundMessage]] = []
         for entry_id, fields in entries:
             try:
-                message = OutboundMessage.decode(fields["m"])
+                decoded.append((entry_id, OutboundMessage.decode(fields["m"])))
             except (KeyError, ValueError, TypeError) as exc:
                 log.error("dropping undecodable outbound entry %s: %s", entry_id, exc)
-                await self._ack(entry_id)
-                continue
-            by_contact[message.contact_id].append((entry_id, message))
+                done.append(entry_id)
+        outcomes = _Outcomes()
+        to_send: list[tuple[str, OutboundMessage]] = []
+        if decoded:
+            known = await self._redis.mget([_delivered_key(m.message_id) for _, m in decoded])
+            for (entry_id, message), wamid in zip(decoded, known, strict=True):
+                if wamid is None:
+                    to_send.append((entry_id, message))
+                else:  # sent before, its record or acknowledgement lost: record it again
+                    outcomes.delivered(entry_id, message, str(wamid))
+        due = await self._limiter.reserve(len(to_send))
+        by_contact: dict[int, list[tuple[float, str, OutboundMessage]]] = defaultdict(list)
+        for slot, (entry_id, message) in zip(due, to_send, strict=True):
+            by_contact[message.contact_id].append((slot, entry_id, message))
 
-        async def send_in_order(items: list[tuple[str, OutboundMessage]]) -> None:
-            for entry_id, message in items:
-                await self._send_one(entry_id, message)
+        async def send_in_order(items: list[tuple[float, str, OutboundMessage]]) -> None:
+            for slot, entry_id, message in items:
+                await sleep_until(slot)
+                await self._send_one(entry_id, message, outcomes)
 
         await asyncio.gather(*(send_in_order(items) for items in by_contact.values()))
+        await self._record(outcomes)
+        await self._ack([*done, *outcomes.entry_ids])
 
-    async def _send_one(self, entry_id: str, message: OutboundMessage) -> None:
-        if await self._redis.exists(_delivered_key(message.message_id)):
-            await self._ack(entry_id)
-            return
-        await self._limiter.acquire()
+    async def _send_one(self, entry_id: str, message: OutboundMessage, outcomes: _Outcomes) -> None:
         started = time.perf_counter()
         try:
             wamid = await self._transport.deliver(message.body)
@@ -210,27 +234,61 @@ class Sender:
                 return
             self._metrics.outbound_messages.labels(result="failed").inc()
             log.warning("message %s failed for good: %s", message.message_id, exc)
-            await self._transcript.mark_outbound(
-                message.message_id,
-                status="failed",
-                error_code=exc.code,
-                error_title=str(exc)[:500],
-            )
-            if self._on_failure is not None:
-                await self._on_failure(message, exc)
-            await self._ack(entry_id)
+            outcomes.failed(entry_id, message, exc)
             return
         self._metrics.send_latency.observe(time.perf_counter() - started)
         result = "sandbox" if self._transport.sandbox else "sent"
         self._metrics.outbound_messages.labels(result=result).inc()
-        await self._redis.set(
-            _delivered_key(message.message_id), wamid or "sandbox", ex=DEDUPE_TTL_SECONDS
-        )
-        await self._transcript.mark_outbound(message.message_id, status=result, wamid=wamid)
-        await self._ack(entry_id)
+        outcomes.delivered(entry_id, message, wamid or "sandbox")
 
-    async def _ack(self, entry_id: str) -> None:
+    async def _record(self, outcomes: _Outcomes) -> None:
+        """Delivered markers first (so a redelivered entry is not sent again), then the
+        transcript, then the failure hooks."""
+        if outcomes.wamids:
+            pipe = self._redis.pipeline(transaction=False)
+            for message_id, wamid in outcomes.wamids.items():
+                pipe.set(_delivered_key(message_id), wamid, ex=DEDUPE_TTL_SECONDS)
+            await pipe.execute()
+        await self._transcript.mark_outbound_many(outcomes.marks)
+        if self._on_failure is not None:
+            for message, error in outcomes.failures:
+                await self._on_failure(message, error)
+
+    async def _ack(self, entry_ids: list[str]) -> None:
+        if not entry_ids:
+            return
         pipe = self._redis.pipeline(transaction=True)
-        pipe.xack(OUTBOUND_STREAM, OUTBOUND_GROUP, entry_id)
-        pipe.xdel(OUTBOUND_STREAM, entry_id)
+        pipe.xack(OUTBOUND_STREAM, OUTBOUND_GROUP, *entry_ids)
+        pipe.xdel(OUTBOUND_STREAM, *entry_ids)
         await pipe.execute()
+
+
+class _Outcomes:
+    """What became of a batch's messages, recorded together at the end of the batch."""
+
+    def __init__(self) -> None:
+        self.entry_ids: list[str] = []
+        self.marks: list[OutboundMark] = []
+        self.wamids: dict[str, str] = {}
+        self.failures: list[tuple[OutboundMessage, GraphError]] = []
+
+    def delivered(self, entry_id: str, message: OutboundMessage, wamid: str) -> None:
+        """Accepted by Meta (`wamid`), or kept in the sandbox (`wamid` is "sandbox")."""
+        self.entry_ids.append(entry_id)
+        self.wamids[message.message_id] = wamid
+        if wamid == "sandbox":
+            self.marks.append(OutboundMark(message.message_id, status="sandbox"))
+        else:
+            self.marks.append(OutboundMark(message.message_id, status="sent", wamid=wamid))
+
+    def failed(self, entry_id: str, message: OutboundMessage, error: GraphError) -> None:
+        self.entry_ids.append(entry_id)
+        self.marks.append(
+            OutboundMark(
+                message.message_id,
+                status="failed",
+                error_code=error.code,
+                error_title=str(error)[:500],
+            )
+        )
+        self.failures.append((message, error))

@@ -60,7 +60,7 @@ from bot.inbound import TRANSIENT_ERRORS
 from bot.leases import ShardLeases
 from bot.outbound import OutboundMessage, OutboundQueue
 from bot.ratelimit import RateLimiter
-from bot.streams import DEDUPE_TTL_SECONDS, OUTBOUND_STREAM, InboundQueue
+from bot.streams import InboundQueue
 from flows.consent import ConsentStatus
 
 log = logging.getLogger(__name__)
@@ -69,29 +69,15 @@ LEASE_PREFIX: Final = "optin:campaigns:lease"
 MAX_CHUNK: Final = 200
 
 
-# The outbound queue's own de-duplicating enqueue (`bot.outbound.OutboundQueue.enqueue`), minus
-# the transcript write, which the dispatcher does for a whole chunk in one transaction: the same
-# key (`optin:queued:<message id>`), so a message queued by either path is never queued twice.
-QUEUE_LUA = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
-  redis.call('XADD', KEYS[2], '*', 'm', ARGV[1])
-  return 1
-end
-return 0
-"""
-
-
-def queue_keys(message: OutboundMessage) -> list[str]:
-    return [f"optin:queued:{message.message_id}", OUTBOUND_STREAM]
-
-
-def queue_args(message: OutboundMessage) -> list[str | int]:
-    return [message.encode(), DEDUPE_TTL_SECONDS]
-
-
 def chunk_size(rate: float) -> int:
     """Recipients per chunk: a fifth of a second of sending, 1 to `MAX_CHUNK`."""
     return max(1, min(MAX_CHUNK, int(rate / 5)))
+
+
+def group_size(rate: float) -> int:
+    """Messages queued per Redis call: a fiftieth of a second of sending, at least one, so the
+    outbound queue still fills at the pace, not a chunk at a time."""
+    return max(1, int(rate / 50))
 
 
 def next_utc_midnight(now: datetime) -> datetime:
@@ -182,7 +168,6 @@ class CampaignDrive:
         self._leases = leases
         self._stop = stop
         self._limiter: RateLimiter | None = None
-        self._queue = context.redis.register_script(QUEUE_LUA)
         self._pace = 0.0
         self._day_ends: datetime | None = None
         self._claimed_today = 0
@@ -358,12 +343,15 @@ class CampaignDrive:
         return Prepared([r.recipient_id for r, _ in chosen], messages)
 
     async def _pace_out(self, chunk: Prepared) -> None:
-        """Queue a prepared chunk's messages one by one at the pace, then mark them queued."""
+        """Queue a prepared chunk's messages at the pace, a small group per Redis call once the
+        group's last slot is due, then mark them queued."""
         limiter = self._limiter
         assert limiter is not None
-        for message in chunk.messages:
-            await limiter.acquire()
-            await self._queue(keys=queue_keys(message), args=queue_args(message))
+        step = group_size(self._pace)
+        for start in range(0, len(chunk.messages), step):
+            group = chunk.messages[start : start + step]
+            await limiter.acquire(len(group))
+            await self._c.outbound.put_recorded(group)
         await self._c.repository.mark_queued(chunk.recipient_ids, self._c.clock())
 
     async def _recover(self, campaign: Campaign) -> None:

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, update
+from sqlalchemy import Insert, Integer, String, bindparam, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -51,6 +53,17 @@ def _insert_ignoring_duplicates(session: AsyncSession, values: Mapping[str, Any]
     if dialect == "sqlite":
         return sqlite.insert(table).values(**values).on_conflict_do_nothing()
     raise ValueError(f"unsupported database dialect {dialect!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMark:
+    """What became of one outbound message, for `TranscriptRepository.mark_outbound_many`."""
+
+    message_id: str
+    status: str
+    wamid: str | None = None
+    error_code: int | None = None
+    error_title: str | None = None
 
 
 class TranscriptRepository:
@@ -215,6 +228,86 @@ class TranscriptRepository:
                     )
             await session.commit()
         return True
+
+    async def mark_outbound_many(self, marks: Sequence[OutboundMark]) -> None:
+        """`mark_outbound` for many messages in one transaction (the sender's batch): the
+        wamids in one statement, each status in one statement, then the status callbacks that
+        arrived before their wamid was known."""
+        if not marks:
+            return
+        table = TranscriptEntry.__table__  # type: ignore[attr-defined]
+        outbound = table.c.direction == "outbound"
+        async with self._sessions() as session:
+            connection = await session.connection()
+            with_wamid = [m for m in marks if m.wamid is not None]
+            if with_wamid:
+                await connection.execute(
+                    update(table)
+                    .where(outbound, table.c.message_id == bindparam("b_message_id"))
+                    .values(wamid=bindparam("b_wamid")),
+                    [{"b_message_id": m.message_id, "b_wamid": m.wamid} for m in with_wamid],
+                )
+            by_status: dict[str, list[OutboundMark]] = {}
+            for mark in marks:
+                by_status.setdefault(mark.status, []).append(mark)
+            for status, group in by_status.items():
+                lower = _lower_statuses(status)
+                if not lower:
+                    continue
+                await connection.execute(
+                    update(table)
+                    .where(
+                        outbound,
+                        table.c.message_id == bindparam("b_message_id"),
+                        # not IN (an expanding parameter cannot be used with executemany)
+                        or_(*(table.c.status == name for name in lower)),
+                    )
+                    .values(
+                        status=status,
+                        error_code=func.coalesce(
+                            bindparam("b_code", type_=Integer), table.c.error_code
+                        ),
+                        error_title=func.coalesce(
+                            bindparam("b_title", type_=String), table.c.error_title
+                        ),
+                    ),
+                    [
+                        {
+                            "b_message_id": m.message_id,
+                            "b_code": m.error_code,
+                            "b_title": m.error_title,
+                        }
+                        for m in group
+                    ],
+                )
+            await self._apply_early_statuses(session, [m.message_id for m in marks])
+            await session.commit()
+
+    async def _apply_early_statuses(self, session: AsyncSession, message_ids: list[str]) -> None:
+        """Status callbacks recorded for these messages' wamids (possibly before the wamid was
+        known here) move them forward; usually there are none."""
+        sent = aliased(TranscriptEntry)
+        status = aliased(TranscriptEntry)
+        rows = (
+            await session.exec(
+                select(sent.message_id, status.status, status.error_code, status.error_title)
+                .join(status, col(status.wamid) == col(sent.wamid))
+                .where(
+                    col(sent.direction) == "outbound",
+                    col(sent.message_id).in_(message_ids),
+                    col(status.direction) == "status",
+                )
+            )
+        ).all()
+        for message_id, earlier, code, title in rows:
+            if message_id is not None and earlier is not None:
+                await self._advance(
+                    session,
+                    message_id=message_id,
+                    status=earlier,
+                    error_code=code,
+                    error_title=title,
+                )
 
     async def record_status(
         self,
