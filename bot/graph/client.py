@@ -4,12 +4,17 @@ One `CloudApiClient` wraps one pooled `aiohttp.ClientSession` that the compositi
 and closes: connection reuse matters at Meta's 80+ messages per second, and tests can point the
 client at a local fake server through `base_url`.
 
-Failures are typed (`bot.graph.errors`). Temporary ones (HTTP 429 and 5xx, Meta's throughput and
-transient codes, network errors and timeouts) are retried a bounded number of times with
-full-jitter exponential backoff, honouring `Retry-After`; permanent ones (a closed 24-hour window,
-a marketing opt-out, an invalid request, a bad token) are raised at once, because repeating them
-cannot succeed and some of them are consent facts the caller must record. A 200 without a message
-id is an error, never a success.
+Failures are typed (`bot.graph.errors`). The Cloud API has no idempotency key, so a retry is only
+safe when Meta certainly did not accept the message. Those failures are retried a bounded number
+of times with full-jitter exponential backoff, honouring `Retry-After`: Meta's own error answers
+that are temporary (HTTP 429 and 5xx with Meta's error body, the throughput and transient codes)
+and connections that never got the request out (`NotSentError`). A failure after the request may
+have reached Meta (a timeout, a reset or disconnect mid-exchange, a truncated answer, a gateway's
+5xx without Meta's body) is raised at once as `MaybeSentError`: retryable, but the caller must
+first find out, by its own message id, whether the message went out (`bot.send_guard`).
+Permanent errors (a closed 24-hour window, a marketing opt-out, an invalid request, a bad token)
+are raised at once, because repeating them cannot succeed and some of them are consent facts the
+caller must record. A 200 without a message id is an error, never a success, and never retried.
 """
 
 from __future__ import annotations
@@ -26,7 +31,13 @@ from typing import Any
 
 import aiohttp
 
-from bot.graph.errors import GraphError, NetworkError, UnexpectedResponseError, error_from_body
+from bot.graph.errors import (
+    GraphError,
+    MaybeSentError,
+    NotSentError,
+    UnexpectedResponseError,
+    error_from_body,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +134,10 @@ class CloudApiClient:
     async def send_message(self, body: Mapping[str, Any]) -> SentMessage:
         """POST one message; return Meta's acknowledgement or raise a `GraphError`.
 
-        Retries retryable errors up to `RetryPolicy.max_attempts` attempts in total, then raises
-        the last error.
+        Retries retryable errors that prove the message was not sent, up to
+        `RetryPolicy.max_attempts` attempts in total, then raises the last error. A
+        `MaybeSentError` is raised at once: only the caller can tell whether repeating it
+        would message the person twice.
         """
         payload = json.dumps(dict(body), ensure_ascii=False, separators=(",", ":")).encode()
         attempt = 1
@@ -147,7 +160,7 @@ class CloudApiClient:
 
     def _delay_before_retry(self, attempt: int, error: GraphError) -> float | None:
         """Seconds to wait before the next attempt, or None when no retry should happen."""
-        if not error.retryable or attempt >= self._retry.max_attempts:
+        if not error.retryable or error.may_have_been_sent or attempt >= self._retry.max_attempts:
             return None
         if error.retry_after is not None:
             if error.retry_after > self._retry.max_retry_after:
@@ -166,16 +179,35 @@ class CloudApiClient:
                 raw = await response.read()
                 status = response.status
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # Raised before a byte of the request is written (aiohttp does not retry POSTs).
+            raise NotSentError(f"could not connect to the Graph API: {exc!r}") from exc
         except TimeoutError as exc:
-            raise NetworkError(f"request to the Graph API timed out ({exc!r})") from exc
+            raise MaybeSentError(
+                f"no answer from the Graph API in time; the message may have been sent ({exc!r})"
+            ) from exc
         except aiohttp.ClientError as exc:
-            raise NetworkError(f"request to the Graph API failed: {exc!r}") from exc
+            raise MaybeSentError(
+                f"the connection to the Graph API broke; the message may have been sent ({exc!r})"
+            ) from exc
         try:
             parsed: object = json.loads(raw) if raw else None
         except ValueError:
             parsed = None
         if 200 <= status < 300 and not (isinstance(parsed, dict) and "error" in parsed):
             return _sent_message(status, parsed)
+        if status >= 500 and not (
+            isinstance(parsed, dict) and isinstance(parsed.get("error"), dict)
+        ):
+            raise MaybeSentError(
+                f"HTTP {status} without Meta's error body (a proxy or gateway gave up?); "
+                "the message may have been sent",
+                http_status=status,
+                details=_excerpt(
+                    parsed if parsed is not None else raw[:300].decode("utf-8", "replace")
+                ),
+                retry_after=retry_after,
+            )
         raise error_from_body(status, parsed, retry_after=retry_after)
 
 

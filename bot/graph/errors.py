@@ -29,6 +29,9 @@ class GraphError(Exception):
     default_retryable: ClassVar[bool] = False
     #: Shortest sensible wait before a retry, in seconds (Meta's guidance for some limits).
     min_retry_delay: ClassVar[float] = 0.0
+    #: Whether Meta may have accepted the message despite the error (no clean answer came back).
+    #: False means the message certainly did not go out: repeating it cannot send it twice.
+    may_have_been_sent: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -72,13 +75,37 @@ class GraphError(Exception):
 
 
 class NetworkError(GraphError):
-    """The request did not complete: connection refused or reset, DNS failure, or timeout.
+    """No answer from Meta: the connection failed, broke, or timed out. Retryable.
 
-    Retryable. Note that after a timeout or a reset Meta may still have accepted the message, so a
-    retry can, rarely, deliver it twice; the Cloud API has no idempotency key to prevent that.
+    Whether Meta may have received the message is what matters, and the two subclasses say it:
+    `NotSentError` (the request certainly never reached the server) and `MaybeSentError` (it may
+    have, and Meta may have accepted the message). The client raises only those two.
     """
 
     default_retryable = True
+
+
+class NotSentError(NetworkError):
+    """The request never left: connection refused, DNS failure, TLS handshake failure, or no
+    connection within the connect timeout.
+
+    Nothing was written to the server, so repeating the request cannot send the message twice;
+    the client retries it itself.
+    """
+
+
+class MaybeSentError(NetworkError):
+    """The request may have reached Meta, but no usable answer came back: a timeout after the
+    request was written, the server disconnecting or resetting the connection mid-exchange, a
+    truncated response, or a 5xx without Meta's error body (a proxy or gateway in between gave
+    up, perhaps after Meta accepted the message).
+
+    Retryable, but never blindly: the Cloud API has no idempotency key, so a repeat can message
+    the person twice. The client raises it at once, and the caller decides by its own message id
+    whether the message went out (`bot.send_guard`).
+    """
+
+    may_have_been_sent = True
 
 
 class UnexpectedResponseError(GraphError):
@@ -87,6 +114,8 @@ class UnexpectedResponseError(GraphError):
     Never treated as a success: without a wamid nothing can be tracked. Not retried either, because
     a 2xx means Meta may have accepted the message and a retry could send it twice.
     """
+
+    may_have_been_sent = True
 
 
 class AuthError(GraphError):

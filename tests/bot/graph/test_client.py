@@ -6,6 +6,8 @@ import random
 import socket
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any, cast
+from unittest.mock import MagicMock
 
 import aiohttp
 import pytest
@@ -17,7 +19,9 @@ from bot.graph import (
     GraphError,
     InvalidParameterError,
     MarketingLimitError,
+    MaybeSentError,
     NetworkError,
+    NotSentError,
     OutsideWindowError,
     PairRateLimitError,
     RateLimitError,
@@ -231,50 +235,59 @@ async def test_pair_rate_limit_waits_at_least_meta_s_pair_interval(
     assert len(graph.requests) == 2
 
 
-async def test_timeout_then_success(
+async def test_timeout_after_sending_is_raised_at_once_as_maybe_sent(
     graph: FakeGraph, make_client: ClientFactory, sleep: RecordingSleep
 ) -> None:
+    """Regression: a timeout used to be retried inside the client, re-POSTing a message Meta
+    may already have accepted (the fake did accept it) - a duplicate no caller could stop."""
     graph.stall_next(1, seconds=10.0)
     client = make_client(timeout=aiohttp.ClientTimeout(total=0.3))
 
-    sent = await client.send_message(text_message(WA_ID, "hello"))
-
-    assert sent.wamid
-    assert len(graph.requests) == 2
-    assert len(sleep.delays) == 1
-
-
-async def test_timeout_is_a_network_error_when_attempts_run_out(
-    graph: FakeGraph, make_client: ClientFactory
-) -> None:
-    graph.stall_next(2, seconds=10.0)
-    client = make_client(
-        timeout=aiohttp.ClientTimeout(total=0.2), retry=RetryPolicy(max_attempts=2)
-    )
-
-    with pytest.raises(NetworkError, match="timed out") as caught:
+    with pytest.raises(MaybeSentError, match="in time") as caught:
         await client.send_message(text_message(WA_ID, "hello"))
 
-    assert caught.value.retryable
+    assert isinstance(caught.value, NetworkError)
+    assert caught.value.retryable and caught.value.may_have_been_sent
     assert caught.value.code is None
+    assert len(graph.requests) == 1
+    assert len(graph.accepted) == 1  # Meta's side took it: a blind retry would send it twice
+    assert sleep.delays == []
 
 
-async def test_connection_reset_is_a_network_error_after_max_attempts(
+async def test_connection_reset_mid_request_is_raised_at_once_as_maybe_sent(
     graph: FakeGraph, make_client: ClientFactory, sleep: RecordingSleep
 ) -> None:
+    """A reset after the request was written leaves its fate unknown: no blind retry."""
     graph.reset_next(3)
     client = make_client(retry=RetryPolicy(max_attempts=3))
 
-    with pytest.raises(NetworkError):
+    with pytest.raises(MaybeSentError) as caught:
         await client.send_message(text_message(WA_ID, "hello"))
 
-    assert [r.action for r in graph.requests] == ["reset", "reset", "reset"]
-    assert len(sleep.delays) == 2
+    assert caught.value.retryable
+    assert [r.action for r in graph.requests] == ["reset"]
+    assert sleep.delays == []
 
 
-async def test_connection_refused_is_a_network_error(
+async def test_5xx_without_meta_s_error_body_is_maybe_sent_not_retried(
+    graph: FakeGraph, make_client: ClientFactory, sleep: RecordingSleep
+) -> None:
+    """A gateway's 502/504 (no Meta error body) may come after Meta accepted the message."""
+    graph.respond_with(lambda _request: ScriptedResponse(504, None))
+
+    with pytest.raises(MaybeSentError) as caught:
+        await make_client().send_message(text_message(WA_ID, "hello"))
+
+    assert caught.value.http_status == 504
+    assert caught.value.retryable
+    assert len(graph.requests) == 1
+    assert sleep.delays == []
+
+
+async def test_connection_refused_is_not_sent_and_retried(
     session: aiohttp.ClientSession, sleep: RecordingSleep
 ) -> None:
+    """Nothing reached a server, so the client may retry it blindly."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         free_port = probe.getsockname()[1]
@@ -286,9 +299,66 @@ async def test_connection_refused_is_a_network_error(
         retry=RetryPolicy(max_attempts=2),
         sleep=sleep,
     )
-    with pytest.raises(NetworkError):
+    with pytest.raises(NotSentError) as caught:
         await client.send_message(text_message(WA_ID, "hello"))
+    assert caught.value.retryable and not caught.value.may_have_been_sent
     assert len(sleep.delays) == 1
+
+
+class _FailingSession:
+    """A session whose `post` fails with a given aiohttp exception before any answer."""
+
+    def __init__(self, *errors: BaseException) -> None:
+        self.errors = list(errors)
+        self.posts = 0
+
+    def post(self, *_args: Any, **_kwargs: Any) -> Any:
+        self.posts += 1
+        error = self.errors.pop(0)
+
+        class _Failing:
+            async def __aenter__(self) -> Any:
+                raise error
+
+            async def __aexit__(self, *_exc: object) -> None:
+                return None
+
+        return _Failing()
+
+
+def _connector_error() -> aiohttp.ClientConnectorError:
+    key = MagicMock()
+    return aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused"))
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (_connector_error(), NotSentError),
+        (aiohttp.ConnectionTimeoutError("connect timeout"), NotSentError),
+        (aiohttp.SocketTimeoutError("read timeout"), MaybeSentError),
+        (TimeoutError(), MaybeSentError),
+        (aiohttp.ServerDisconnectedError(), MaybeSentError),
+        (aiohttp.ClientPayloadError("truncated"), MaybeSentError),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), MaybeSentError),
+    ],
+)
+async def test_transport_failures_say_whether_the_message_may_have_been_sent(
+    sleep: RecordingSleep, error: BaseException, expected: type[NetworkError]
+) -> None:
+    """Only failures before the request was written are retried by the client itself."""
+    session = _FailingSession(error, error, error)
+    client = CloudApiClient(
+        cast(aiohttp.ClientSession, session),
+        base_url="http://graph.invalid/v25.0",
+        phone_number_id=PHONE_NUMBER_ID,
+        access_token=ACCESS_TOKEN,
+        retry=RetryPolicy(max_attempts=3),
+        sleep=sleep,
+    )
+    with pytest.raises(expected):
+        await client.send_message(text_message(WA_ID, "hello"))
+    assert session.posts == (3 if expected is NotSentError else 1)
 
 
 @pytest.mark.parametrize(
@@ -437,6 +507,14 @@ def test_error_for_without_code_uses_http_status() -> None:
     plain = error_for(None, 404)
     assert type(plain) is GraphError and not plain.retryable
     assert error_for(None, 400, is_transient=True).retryable
+
+
+def test_only_answers_that_may_hide_an_accepted_message_say_so() -> None:
+    assert MaybeSentError("x").may_have_been_sent
+    assert UnexpectedResponseError("x").may_have_been_sent
+    assert not NotSentError("x").may_have_been_sent
+    assert not error_for(131000, 500).may_have_been_sent
+    assert not error_for(130429, 429).may_have_been_sent
 
 
 def test_error_from_body_tolerates_garbage() -> None:
