@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from bot.clientaddress import Network, parse_networks
+
 DEFAULT_GRAPH_API_URL = "https://graph.facebook.com/v25.0"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///optin.db"
 DEFAULT_REDIS_URL = "memory://"
@@ -70,6 +72,8 @@ class Settings:
     business_webhook_secret: str | None = None
     quality_guard_optout_rate: float = 0.02
     pseudonym_key: str | None = None
+    #: `TRUSTED_PROXIES`: load balancers whose `X-Forwarded-For` names the real client.
+    trusted_proxies: tuple[Network, ...] = ()
 
     def template_language(self, locale: str) -> str:
         """The template language code for a contact's locale (`TEMPLATE_LANGUAGES`, else the
@@ -111,6 +115,15 @@ def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
     if scheme not in schemes:
         raise SettingsError(name, f"expected a URL starting with one of {', '.join(schemes)}")
     return value.rstrip("/") if name == "GRAPH_API_URL" else value
+
+
+def _trusted_proxies(text: str | None) -> tuple[Network, ...]:
+    try:
+        return parse_networks(text or "")
+    except ValueError as exc:
+        raise SettingsError(
+            "TRUSTED_PROXIES", f"addresses or CIDR networks, comma-separated ({exc})"
+        ) from exc
 
 
 def _agent_tokens(text: str | None, api_token: str | None) -> tuple[tuple[str, str], ...]:
@@ -268,4 +281,5 @@ def load_settings(
         business_webhook_secret=get("BUSINESS_WEBHOOK_SECRET"),
         quality_guard_optout_rate=guard_rate,
         pseudonym_key=pseudonym_key,
+        trusted_proxies=_trusted_proxies(get("TRUSTED_PROXIES")),
     )

@@ -22,6 +22,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from bot.appkeys import SERVICES, SETTINGS
+from bot.clientaddress import client_address
 from bot.console.audit import AuditLog
 from bot.console.render import redirect, refusal, render, secure
 from bot.console.sessions import (
@@ -39,7 +40,8 @@ LOGIN_COOKIE: Final = "optin_console_login"
 CSRF_FIELD: Final = "csrf"
 LOGIN_PATH: Final = "/console/login"
 HOME_PATH: Final = "/console"
-#: Failed logins per client address within ``FAILURE_WINDOW_S`` before it must wait.
+#: Failed logins per client address (`bot.clientaddress`) within ``FAILURE_WINDOW_S`` before it
+#: must wait.
 MAX_FAILURES: Final = 10
 FAILURE_WINDOW_S: Final = 900
 
@@ -173,8 +175,13 @@ def _login_page(
     return response
 
 
+def _remote(request: web.Request) -> str:
+    """The agent's own address, also behind a load balancer (`TRUSTED_PROXIES`)."""
+    return client_address(request, request.app[SETTINGS].trusted_proxies)
+
+
 def _failures_key(request: web.Request) -> str:
-    return f"optin:console:login-failures:{request.remote or 'unknown'}"
+    return f"optin:console:login-failures:{_remote(request)}"
 
 
 async def login(request: web.Request) -> web.StreamResponse:
@@ -210,12 +217,10 @@ async def login(request: web.Request) -> web.StreamResponse:
         pipe.incr(_failures_key(request))
         pipe.expire(_failures_key(request), FAILURE_WINDOW_S)
         await pipe.execute()
-        await audit.record(
-            agent="", action="login_refused", detail={"remote": request.remote or ""}
-        )
+        await audit.record(agent="", action="login_refused", detail={"remote": _remote(request)})
         return _login_page(request, next_path, error="That token is not valid.", status=401)
     session_id, _ = await sessions_of(request).create(agent)
-    await audit.record(agent=agent, action="login", detail={"remote": request.remote or ""})
+    await audit.record(agent=agent, action="login", detail={"remote": _remote(request)})
     response = secure(redirect(next_path))
     _set_cookie(
         request,

@@ -118,3 +118,11 @@ def test_bad_agent_tokens_name_the_variable_not_the_token(value: str, problem: s
     assert error.value.variable == "AGENT_TOKENS"
     assert problem in str(error.value)
     assert "aaaaaaaaaaaaaaaa1" not in str(error.value)
+
+
+def test_trusted_proxies_are_networks() -> None:
+    settings = load_settings({"TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.5 ,::1"}, env_file=None)
+    assert [str(n) for n in settings.trusted_proxies] == ["10.0.0.0/8", "192.168.1.5/32", "::1/128"]
+    with pytest.raises(SettingsError) as error:
+        load_settings({"TRUSTED_PROXIES": "10.0.0.0/8,proxy.local"}, env_file=None)
+    assert error.value.variable == "TRUSTED_PROXIES"

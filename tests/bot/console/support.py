@@ -63,7 +63,13 @@ class Agent:
     def services(self) -> Services:
         return self.chat.services
 
-    async def login(self, token: str = ALICE_TOKEN, *, next_path: str = "") -> ClientResponse:
+    async def login(
+        self,
+        token: str = ALICE_TOKEN,
+        *,
+        next_path: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> ClientResponse:
         query = f"?next={next_path}" if next_path else ""
         form_page = await self.client.get(f"/console/login{query}", allow_redirects=False)
         assert form_page.status == 200, await form_page.text()
@@ -72,7 +78,9 @@ class Agent:
         match = re.search(r'name="next" value="([^"]*)"', page)
         if match:
             fields["next"] = html.unescape(match.group(1))
-        return await self.client.post("/console/login", data=fields, allow_redirects=False)
+        return await self.client.post(
+            "/console/login", data=fields, allow_redirects=False, headers=headers
+        )
 
     async def get(self, path: str, **params: Any) -> tuple[int, str]:
         response = await self.client.get(path, params=params or None, allow_redirects=False)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bot.clientaddress import parse_networks
 from bot.console.audit import AuditLog
 from bot.console.sessions import SessionStore
 from bot.settings import Settings
@@ -216,3 +217,29 @@ async def test_a_session_ends_when_its_agents_token_changes(change: str) -> None
     assert cookie not in "".join(keys)
     assert 0 < await redis.ttl(keys[0]) <= 8 * 3600
     await redis.aclose()
+
+
+async def test_behind_a_trusted_proxy_one_agents_wrong_tokens_do_not_lock_out_another(
+    tmp_path: Any, settings_for: Any
+) -> None:
+    """Regression: the login throttle counted failures per peer address, which behind a load
+    balancer is the balancer's, so ten wrong tokens from one agent locked everyone out."""
+    from bot.db.migrate import migrate
+    from tests.bot.console.support import console_app, console_settings
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'optin.db'}"
+    await migrate(url)
+    settings = console_settings(
+        settings_for,
+        (url, f"memory://{uuid.uuid4().hex}"),
+        trusted_proxies=parse_networks("127.0.0.0/8, ::1"),
+    )
+    async with console_app(settings) as agent:
+        mallory = {"X-Forwarded-For": "198.51.100.66"}
+        for _ in range(10):
+            assert (await agent.login("wrong-token-wrong-token", headers=mallory)).status == 401
+        assert (await agent.login(ALICE_TOKEN, headers=mallory)).status == 429
+        alice = {"X-Forwarded-For": "198.51.100.7"}
+        assert (await agent.login(ALICE_TOKEN, headers=alice)).status == 303
+        entries = await AuditLog(agent.services.redis).latest(limit=20)
+        assert {e.detail.get("remote") for e in entries} >= {"198.51.100.66", "198.51.100.7"}
