@@ -19,7 +19,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from bot.db.transcript import TranscriptRepository
+from bot.db.transcript import OutboundRecord, TranscriptRepository
 from bot.streams import DEDUPE_TTL_SECONDS, OUTBOUND_STREAM
 
 # KEYS: one de-duplication key per message (`optin:queued:<message id>`), then the stream;
@@ -67,6 +67,16 @@ class OutboundMessage:
             ensure_ascii=False,
         )
 
+    def record(self) -> OutboundRecord:
+        """The transcript row of this message."""
+        return OutboundRecord(
+            contact_id=self.contact_id,
+            message_id=self.message_id,
+            kind=self.kind,
+            text=self.text,
+            payload_json=json.dumps(self.body, ensure_ascii=False),
+        )
+
     @classmethod
     def decode(cls, raw: str) -> OutboundMessage:
         data = json.loads(raw)
@@ -97,17 +107,15 @@ class OutboundQueue:
         self, messages: Sequence[OutboundMessage], *, now: datetime
     ) -> list[bool]:
         """Record and queue `messages` in order; for each, False when it was queued already."""
-        for message in messages:
-            await self._transcript.record_outbound(
-                message.contact_id,
-                message_id=message.message_id,
-                kind=message.kind,
-                text=message.text,
-                payload_json=json.dumps(message.body, ensure_ascii=False),
-                status="queued",
-                occurred_at=now,
-            )
+        await self.record(messages, now=now)
         return await self.put_recorded(messages)
+
+    async def record(self, messages: Sequence[OutboundMessage], *, now: datetime) -> None:
+        """Record `messages` in the transcript as `queued` (one transaction), to be queued
+        with `put_recorded`; a message recorded before stays as it is."""
+        await self._transcript.record_outbound_many(
+            [m.record() for m in messages], status="queued", occurred_at=now
+        )
 
     async def put_recorded(self, messages: Sequence[OutboundMessage]) -> list[bool]:
         """Queue messages already recorded as `queued` in the transcript, in order, in one

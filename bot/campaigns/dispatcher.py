@@ -325,7 +325,7 @@ class CampaignDrive:
         template = self._template(campaign)
         now = self._c.clock()
         messages = [template_outbound(template, r, cats) for r, cats in chosen]
-        await self._c.repository.record_outbound(messages, now)
+        await self._c.outbound.record(messages, now=now)
         await self._c.inbound.accept(
             [
                 reconsent_request(

@@ -45,14 +45,33 @@ def _lower_statuses(status: str) -> list[str]:
     return [name for name, other in OUTBOUND_STATUS_RANK.items() if other < rank]
 
 
-def _insert_ignoring_duplicates(session: AsyncSession, values: Mapping[str, Any]) -> Insert:
+def _insert_ignoring_duplicates(
+    session: AsyncSession, values: Mapping[str, Any] | None = None
+) -> Insert:
+    """INSERT … ON CONFLICT DO NOTHING; without `values`, for many rows (executemany)."""
     dialect = session.bind.dialect.name if session.bind is not None else ""
     table = TranscriptEntry.__table__  # type: ignore[attr-defined]
+    statement: postgresql.Insert | sqlite.Insert
     if dialect == "postgresql":
-        return postgresql.insert(table).values(**values).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite.insert(table).values(**values).on_conflict_do_nothing()
-    raise ValueError(f"unsupported database dialect {dialect!r}")
+        statement = postgresql.insert(table)
+    elif dialect == "sqlite":
+        statement = sqlite.insert(table)
+    else:
+        raise ValueError(f"unsupported database dialect {dialect!r}")
+    if values is not None:
+        statement = statement.values(**values)
+    return statement.on_conflict_do_nothing()
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRecord:
+    """One outbound message to record, for `TranscriptRepository.record_outbound_many`."""
+
+    contact_id: int
+    message_id: str
+    kind: str
+    text: str | None
+    payload_json: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +160,38 @@ class TranscriptRepository:
             )
             await session.commit()
         return inserted
+
+    async def record_outbound_many(
+        self, records: Sequence[OutboundRecord], *, status: str, occurred_at: datetime
+    ) -> None:
+        """`record_outbound` for many messages in one transaction and one statement executed
+        for many rows (compiled once, not a statement as long as the batch): a campaign chunk
+        costs one commit, and messages recorded before are left as they are."""
+        _require_aware("occurred_at", occurred_at)
+        if not records:
+            return
+        recorded_at = utcnow()
+        rows = [
+            {
+                "contact_id": r.contact_id,
+                "direction": "outbound",
+                "kind": r.kind,
+                "message_id": r.message_id,
+                "status": status,
+                "text": r.text,
+                "payload_json": r.payload_json,
+                "occurred_at": occurred_at,
+                "recorded_at": recorded_at,
+                "wamid": None,
+                "error_code": None,
+                "error_title": None,
+            }
+            for r in records
+        ]
+        async with self._sessions() as session:
+            connection = await session.connection()
+            await connection.execute(_insert_ignoring_duplicates(session), rows)
+            await session.commit()
 
     async def record_flow_step(
         self,
