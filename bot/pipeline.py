@@ -2,8 +2,9 @@
 
 It resolves the contact (one contact per person across wa_id/BSUID changes), writes the transcript
 row (idempotent on the wamid, so a re-delivered stream entry changes nothing), applies identity
-changes, and keeps what it does not understand: `Unknown` events and business-level notices are
-logged and appended to capped streams an operator can read back.
+changes, tells the send guard that Meta accepted each message a status names by our message id
+(`bot.send_guard`), and keeps what it does not understand: `Unknown` events and business-level
+notices are logged and appended to capped streams an operator can read back.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from bot.db.transcript import TranscriptRepository
 from bot.eventcodec import encode_event
 from bot.hooks import Hooks
 from bot.metrics import Metrics
+from bot.send_guard import record_outcome
 from bot.streams import UNKNOWN_STREAM
 from flows import events as ev
 
@@ -170,6 +172,9 @@ class EventPipeline:
         )
 
     async def _status(self, event: ev.StatusUpdate) -> None:
+        if event.biz_opaque_callback_data:
+            # Any status, `failed` included, means Meta accepted the request: never resend it.
+            await record_outcome(self._redis, event.biz_opaque_callback_data, event.wamid)
         contact = await self._resolve(event.recipient)
         first = event.errors[0] if event.errors else None
         await self._transcript.record_status(

@@ -3,7 +3,8 @@
 The POST handler does the least that makes the body safe to acknowledge: size limit, signature,
 UTF-8 and JSON, normalisation into typed events, and one atomic de-duplicating XADD. It answers 200
 only after that, and 503 when Redis cannot take it, so Meta retries instead of losing the event.
-No flow runs inside the request.
+No flow runs inside the request; the one thing done at once is telling the send guard which of
+our messages Meta reported (`bot.send_guard.record_outcomes`), since it cannot wait for the worker.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from redis.exceptions import RedisError
 
 from bot.appkeys import SERVICES, SETTINGS
 from bot.normaliser import NotAnEnvelope, normalise
+from bot.send_guard import record_outcomes
 from bot.signature import SIGNATURE_HEADER, SignatureCheck, check_signature
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,10 @@ async def receive_events(request: web.Request) -> web.Response:
     except (RedisError, OSError) as exc:
         log.error("cannot accept webhook durably: %s", exc)
         return refuse("unavailable", 503, "cannot store the event now; retry")
+    try:
+        await record_outcomes(services.redis, events)
+    except (RedisError, OSError) as exc:  # queued already: the worker records them as well
+        log.warning("statuses not passed to the send guard early: %s", exc)
     result = "accepted" if accepted.queued or not accepted.duplicates else "duplicate"
     metrics.webhook_requests.labels(result=result).inc()
     metrics.webhook_latency.observe(time.perf_counter() - started)

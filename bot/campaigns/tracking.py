@@ -29,13 +29,12 @@ from redis.asyncio import Redis
 from bot.campaigns.guard import QualityGuard
 from bot.campaigns.messages import parse_message_id
 from bot.campaigns.repository import CampaignRepository
-from bot.campaigns.send_guard import outcome_key
 from bot.campaigns.throttle import Throttle
 from bot.db.consent_models import ConsentEvent
 from bot.db.models import Contact
 from bot.graph import GraphError
 from bot.outbound import OutboundMessage
-from bot.streams import DEDUPE_TTL_SECONDS, InboundQueue
+from bot.streams import InboundQueue
 from flows import events as ev
 from flows.consent import ConsentAction, Method
 
@@ -94,7 +93,6 @@ class CampaignTracker:
         now = self._clock()
         status = "read" if event.status == "played" else event.status
         if status in _PROGRESS:
-            await self._redis.set(outcome_key(tag), event.wamid, ex=DEDUPE_TTL_SECONDS)
             await self._repository.advance([recipient_id], status, now, wamid=event.wamid)
         elif status == "failed":
             error = event.errors[0] if event.errors else None

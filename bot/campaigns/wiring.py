@@ -2,8 +2,9 @@
 
 `register_campaign_tracking` puts the tracker on the composition root's hooks (statuses, consent
 changes, business notices reach it in the worker). `CampaignSending` is what the `sender` role
-adds: the at-most-once transport wrapper, the failure hook chained after the sender's own, the
-dispatcher loop and the flusher of sent marks.
+adds: the transport (the general at-most-once `bot.send_guard.SendGuard`, wrapped by the
+campaigns' own reporting so that a message the guard knows Meta took is marked sent too), the
+failure hook chained after the sender's own, the dispatcher loop and the flusher of sent marks.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.campaigns.dispatcher import CampaignDispatcher, DispatchContext
 from bot.campaigns.guard import QualityGuard
 from bot.campaigns.repository import CampaignRepository
-from bot.campaigns.send_guard import DEFAULT_GRACE_SECONDS, CampaignSendGuard, SentMarks
+from bot.campaigns.send_guard import CampaignTransport, SentMarks
 from bot.campaigns.throttle import Throttle
 from bot.campaigns.tracking import CampaignTracker
 from bot.db.engine import session_factory
 from bot.graph import GraphError
 from bot.hooks import Hooks
 from bot.outbound import OutboundMessage
+from bot.send_guard import SendGuard
 from bot.sender import FailureHook, Transport
 from bot.streams import InboundQueue
 
@@ -96,10 +98,12 @@ class CampaignSending:
         cls,
         services: Services,
         *,
+        transport: Transport | None = None,
         lease_ttl_ms: int = 10_000,
-        grace_seconds: float = DEFAULT_GRACE_SECONDS,
         clock: Callable[[], datetime] = utcnow,
     ) -> CampaignSending:
+        """`transport` is what the campaigns' reporting wraps: by default the services'
+        transport behind a `SendGuard` with the default grace period."""
         sessions = session_factory(services.engine)
         repository = CampaignRepository(sessions)
         throttle = Throttle(services.redis, services.settings.phone_number_id)
@@ -116,8 +120,12 @@ class CampaignSending:
             clock=clock,
         )
         return cls(
-            transport=CampaignSendGuard(
-                services.transport, services.redis, throttle, marks, grace_seconds=grace_seconds
+            transport=CampaignTransport(
+                transport
+                if transport is not None
+                else SendGuard(services.transport, services.redis),
+                throttle,
+                marks,
             ),
             tracker=campaign_tracker(
                 sessions, services.redis, services.settings.phone_number_id, clock

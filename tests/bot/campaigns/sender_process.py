@@ -4,8 +4,8 @@ timings shortened so a test can kill it and watch another take over within secon
     python tests/bot/campaigns/sender_process.py   # configured by the environment
 
 The lease of a campaign lapses after 5 s instead of 10, unacknowledged messages are reclaimed
-after 5 s instead of 60, and an interrupted campaign send waits 8 s (not 5 minutes) for Meta's
-status before it is sent again. Everything else is the production wiring of `bot.roles`.
+after 5 s instead of 60, and a send whose outcome is unknown waits 30 s (not 5 minutes) for
+Meta's status before it is sent again. Everything else is the production wiring of `bot.roles`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from bot.campaigns.wiring import CampaignSending
 from bot.ratelimit import RateLimiter
+from bot.send_guard import SendGuard
 from bot.sender import RefusalReporter, Sender
 from bot.services import open_services
 from bot.settings import load_settings
@@ -32,9 +33,13 @@ async def main() -> None:
         loop.add_signal_handler(sig, stop.set)
     settings = load_settings(env_file=None)
     async with open_services(settings, auto_migrate=False) as services:
-        # Long enough for the test process (playing Meta and the worker, on a loaded machine) to
-        # report the `sent` status of a message that reached it just before the kill.
-        campaigns = CampaignSending.build(services, lease_ttl_ms=5000, grace_seconds=30.0)
+        # Long enough for the test process (playing Meta, on a loaded machine) to report the
+        # `sent` status of a message that reached it just before the kill.
+        campaigns = CampaignSending.build(
+            services,
+            transport=SendGuard(services.transport, services.redis, grace_seconds=30.0),
+            lease_ttl_ms=5000,
+        )
         sender = Sender(
             services.redis,
             services.transcript,
