@@ -9,7 +9,7 @@ starts the workers and times them from the first committed row to the last; so t
 workers' rate, not the webhook's or the processes' start-up. No sender runs and nothing leaves
 the machine.
 
-    python bench/scale.py [--stops 3000] [--workers 1,2,4] [--timeout 300]
+    python bench/scale.py [--stops 1000] [--workers 1,2,4] [--timeout 300]
 
 Redis: REDIS_URL or redis://127.0.0.1:6379/12 (flushed); PostgreSQL: TEST_DATABASE_URL or
 postgresql+asyncpg://postgres@127.0.0.1:5432/test (only used to create and drop the databases).
@@ -240,7 +240,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stops", type=int, default=3000, help="STOPs per run")
+    parser.add_argument("--stops", type=int, default=1000, help="STOPs per run")
     parser.add_argument("--workers", default="1,2,4", help="worker counts, comma-separated")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
     sys.exit(asyncio.run(run(parser.parse_args())))

@@ -60,15 +60,18 @@ def run_workers(spec: ChildSpec, workers: int) -> int:
     children: list[BaseProcess] = []
     stopping = False
 
-    def stop(signum: int, _: FrameType | None) -> None:
+    def forward() -> None:
         nonlocal stopping
-        if not stopping:
-            log.info("%s: stopping %d workers", signal.Signals(signum).name, len(children))
         stopping = True
         for child in children:
             if child.pid is not None and child.exitcode is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child.pid, signal.SIGTERM)
+
+    def stop(signum: int, _: FrameType | None) -> None:
+        if not stopping:
+            log.info("%s: stopping %d workers", signal.Signals(signum).name, len(children))
+        forward()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -78,6 +81,8 @@ def run_workers(spec: ChildSpec, workers: int) -> int:
             child = context.Process(target=serve_child, args=(spec,), name=f"optin-bot-{n}")
             child.start()
             children.append(child)
+        if stopping:  # a signal between two starts: the later children have not had it yet
+            forward()
         log.info(
             "serving on http://%s:%d with %d worker processes: %s",
             spec.host,
@@ -87,7 +92,7 @@ def run_workers(spec: ChildSpec, workers: int) -> int:
         )
         status = _supervise(children, lambda: stopping)
         if status != 0:
-            stop(signal.SIGTERM, None)
+            forward()
         _reap(children)
         return status
     finally:
