@@ -38,6 +38,7 @@ class RateLimiter:
             raise ValueError("rate must be positive")
         self._redis = redis
         self._key = key
+        self.rate = rate
         self._interval_us = max(1, round(1_000_000 / rate))
         self._burst_us = self._interval_us * max(0, burst - 1)
         self._script = redis.register_script(_GCRA_LUA)

@@ -114,11 +114,23 @@ class RefusalReporter:
         )
 
 
+BATCHES_IN_FLIGHT = 2
+"""Batches being sent at once: the next one's slots are reserved before this one ends."""
+
+
 def _delivered_key(message_id: str) -> str:
     return f"optin:delivered:{message_id}"
 
 
 class Sender:
+    """The sender loop of one process.
+
+    `max_concurrent_sends` bounds the HTTP requests in flight (a slow Graph API makes sends
+    overlap): each may use a Redis connection through the transport's guards, and the Redis
+    client's pool is finite (100 connections by default), so without a bound a slow spell would
+    end in "Too many connections" instead of in sends that wait their turn.
+    """
+
     def __init__(
         self,
         redis: Redis,
@@ -131,6 +143,7 @@ class Sender:
         on_permanent_failure: FailureHook | None = None,
         batch: int = 100,
         visibility_ms: int = 60_000,
+        max_concurrent_sends: int = 32,
     ) -> None:
         self._redis = redis
         self._transcript = transcript
@@ -141,47 +154,77 @@ class Sender:
         self._on_failure = on_permanent_failure
         self._batch = batch
         self._visibility_ms = visibility_ms
+        self._tails: dict[int, asyncio.Task[None]] = {}
+        self._sending = asyncio.Semaphore(max_concurrent_sends)
 
     async def run(self, stop: asyncio.Event) -> None:
         await ensure_group(self._redis, OUTBOUND_STREAM, OUTBOUND_GROUP)
         last_claim = 0.0
-        while not stop.is_set():
-            try:
-                entries: list[tuple[str, dict[str, str]]] = []
-                if time.monotonic() - last_claim > self._visibility_ms / 4000:
-                    last_claim = time.monotonic()
-                    _, entries, *_ = await self._redis.xautoclaim(
-                        OUTBOUND_STREAM,
-                        OUTBOUND_GROUP,
-                        self._consumer,
-                        self._visibility_ms,
-                        "0-0",
-                        count=self._batch,
-                    )
-                if not entries:
-                    entries = await read_group(
-                        self._redis,
-                        OUTBOUND_GROUP,
-                        self._consumer,
-                        OUTBOUND_STREAM,
-                        ">",
-                        count=self._batch,
-                        block_ms=1000,
-                    )
-                if entries:
-                    await self._send_batch(entries)
-            except TRANSIENT_ERRORS as exc:
-                log.warning("sender cannot reach Redis or the database (%s); retrying", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=1.0)
-            except ResponseError as exc:
-                if not is_missing_stream(exc):
-                    raise
-                log.warning("outbound stream or group vanished (%s); recreating it", exc)
-                await ensure_group(self._redis, OUTBOUND_STREAM, OUTBOUND_GROUP)
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while not stop.is_set():
+                try:
+                    await self._make_room(in_flight)
+                    entries: list[tuple[str, dict[str, str]]] = []
+                    count = self._batch_size()
+                    if time.monotonic() - last_claim > self._visibility_ms / 4000:
+                        last_claim = time.monotonic()
+                        _, entries, *_ = await self._redis.xautoclaim(
+                            OUTBOUND_STREAM,
+                            OUTBOUND_GROUP,
+                            self._consumer,
+                            self._visibility_ms,
+                            "0-0",
+                            count=count,
+                        )
+                    if not entries:
+                        entries = await read_group(
+                            self._redis,
+                            OUTBOUND_GROUP,
+                            self._consumer,
+                            OUTBOUND_STREAM,
+                            ">",
+                            count=count,
+                            block_ms=1000,
+                        )
+                    if entries:
+                        in_flight.add(await self._start_batch(entries))
+                except TRANSIENT_ERRORS as exc:
+                    log.warning("sender cannot reach Redis or the database (%s); retrying", exc)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=1.0)
+                except ResponseError as exc:
+                    if not is_missing_stream(exc):
+                        raise
+                    log.warning("outbound stream or group vanished (%s); recreating it", exc)
+                    await ensure_group(self._redis, OUTBOUND_STREAM, OUTBOUND_GROUP)
+        finally:
+            await asyncio.gather(*in_flight, return_exceptions=True)
+
+    def _batch_size(self) -> int:
+        """At most `batch` entries and half a second of sending: a batch's outcomes are
+        recorded when it ends, so a slow number does not leave them unrecorded for long."""
+        return max(1, min(self._batch, int(self._limiter.rate / 2)))
+
+    @staticmethod
+    async def _make_room(in_flight: set[asyncio.Task[None]]) -> None:
+        """Wait until fewer than `BATCHES_IN_FLIGHT` batches are in flight; a batch that
+        failed raises its error here, for `run` to handle as if it were its own."""
+        while True:
+            for task in [t for t in in_flight if t.done()]:
+                in_flight.discard(task)
+                task.result()
+            if len(in_flight) < BATCHES_IN_FLIGHT:
+                return
+            await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
 
     async def _send_batch(self, entries: list[tuple[str, dict[str, str]]]) -> None:
-        """Send a batch, then record its outcomes and acknowledge it, in that order.
+        """Send a batch, record its outcomes and acknowledge it (see `_start_batch`)."""
+        await (await self._start_batch(entries))
+
+    async def _start_batch(self, entries: list[tuple[str, dict[str, str]]]) -> asyncio.Task[None]:
+        """Reserve a batch's rate slots and start sending it; the task records its outcomes
+        and then acknowledges it, in that order.
 
         Per batch, not per message: one pipelined look-up of what was delivered already, one
         rate-limit reservation (each message still waits for its own slot), and at the end one
@@ -191,6 +234,10 @@ class Sender:
         marked delivered are acknowledged without a second send, the others (their HTTP requests
         may have gone out) are sent again; campaign messages are guarded against that by
         `bot.campaigns.send_guard`.
+
+        The next batch is read and its slots reserved while this one is sent (`run` keeps two
+        in flight), so no slot is lost between batches; a contact's messages still go out in
+        order, each after the contact's previous one (`_tails`), whichever batch it was in.
         """
         done: list[str] = []
         decoded: list[tuple[str, OutboundMessage]] = []
@@ -213,20 +260,59 @@ class Sender:
         by_contact: dict[int, list[tuple[float, str, OutboundMessage]]] = defaultdict(list)
         for slot, (entry_id, message) in zip(due, to_send, strict=True):
             by_contact[message.contact_id].append((slot, entry_id, message))
+        sends = [
+            self._chain(contact_id, items, outcomes) for contact_id, items in by_contact.items()
+        ]
 
-        async def send_in_order(items: list[tuple[float, str, OutboundMessage]]) -> None:
-            for slot, entry_id, message in items:
-                await sleep_until(slot)
+        async def finish() -> None:
+            await asyncio.gather(*sends)
+            await self._record(outcomes)
+            await self._ack([*done, *outcomes.entry_ids])
+
+        return asyncio.create_task(finish(), name="sender-batch")
+
+    def _chain(
+        self,
+        contact_id: int,
+        items: list[tuple[float, str, OutboundMessage]],
+        outcomes: _Outcomes,
+    ) -> asyncio.Task[None]:
+        """Send a contact's messages of one batch after the contact's earlier ones."""
+        task = asyncio.create_task(
+            self._send_in_order(self._tails.get(contact_id), items, outcomes)
+        )
+        self._tails[contact_id] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._tails.get(contact_id) is done:
+                del self._tails[contact_id]
+
+        task.add_done_callback(forget)
+        return task
+
+    async def _send_in_order(
+        self,
+        previous: asyncio.Task[None] | None,
+        items: list[tuple[float, str, OutboundMessage]],
+        outcomes: _Outcomes,
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])  # its outcome is its own batch's business
+        for slot, entry_id, message in items:
+            await sleep_until(slot)
+            async with self._sending:
                 await self._send_one(entry_id, message, outcomes)
-
-        await asyncio.gather(*(send_in_order(items) for items in by_contact.values()))
-        await self._record(outcomes)
-        await self._ack([*done, *outcomes.entry_ids])
 
     async def _send_one(self, entry_id: str, message: OutboundMessage, outcomes: _Outcomes) -> None:
         started = time.perf_counter()
         try:
             wamid = await self._transport.deliver(message.body)
+        except TRANSIENT_ERRORS as exc:
+            # The transport's own Redis (an at-most-once guard) failed: the outcome is unknown
+            # and stays so until the entry comes round again; the batch's others are recorded.
+            self._metrics.outbound_messages.labels(result="retried").inc()
+            log.warning("message %s will be retried: %r", message.message_id, exc)
+            return
         except GraphError as exc:
             if exc.retryable:
                 self._metrics.outbound_messages.labels(result="retried").inc()
