@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from bot.db.contacts import ContactRepository
 from bot.db.models import Contact
+from bot.db.pseudonyms import is_erased
 from bot.db.transcript import TranscriptRepository
 from bot.eventcodec import encode_event
 from bot.hooks import Hooks
@@ -175,7 +176,10 @@ class EventPipeline:
         if event.biz_opaque_callback_data:
             # Any status, `failed` included, means Meta accepted the request: never resend it.
             await record_outcome(self._redis, event.biz_opaque_callback_data, event.wamid)
-        contact = await self._resolve(event.recipient)
+        contact = await self._status_contact(event.recipient)
+        if contact is None:
+            log.info("status %s of a message to an erased contact: not kept", event.event_id)
+            return
         first = event.errors[0] if event.errors else None
         await self._transcript.record_status(
             wamid=event.wamid,
@@ -188,6 +192,18 @@ class EventPipeline:
         await self._hooks.emit_status(contact, event)
         if self._on_contact_event is not None:
             await self._on_contact_event(contact, event)
+
+    async def _status_contact(self, ref: ev.ContactRef) -> Contact | None:
+        """The contact a status is about, or None when that contact was erased.
+
+        A status is news about a message we sent, not the customer writing again: resolving it
+        would bind the real number back onto an erased record (as a new message rightly does),
+        and keeping it would store Meta's message id, which encodes the number."""
+        for identifier in (ref.user_id, ref.wa_id):
+            known = await self._contacts.find(identifier) if identifier else None
+            if known is not None and is_erased(known.wa_id, known.user_id):
+                return None
+        return await self._resolve(ref)
 
     async def _service_event(
         self, event: ev.TimerFired | ev.ConsentRequest | ev.SendRefused

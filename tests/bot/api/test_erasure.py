@@ -32,7 +32,7 @@ from tests.bot.api.records_support import (
     services_of,
     validator,
 )
-from tests.fakes.webhooks import dumps, eventually, signed, text_webhook
+from tests.fakes.webhooks import dumps, eventually, signed, status_webhook, text_webhook
 
 NUMBER = "34612345678"
 NAME = "Zoë Erasable"
@@ -209,6 +209,28 @@ async def test_erasure_end_to_end(
     )
     assert second["contact"] == receipt["contact"] and second["withdrawn_categories"] == []
     assert set(second["erased"].values()) == {0}
+
+    # Regression: a late status of a message sent before the erasure bound the real number back
+    # onto the erased record and stored Meta's message id (which encodes the number).
+    statuses_before = await services.transcript.list_for_contact(contact_id)
+    registry = services.metrics.registry
+
+    def statuses_handled() -> float:
+        value = registry.get_sample_value("optin_events_processed_total", {"kind": "status"})
+        return value or 0.0
+
+    handled = statuses_handled()
+    late = dumps(status_webhook(wamid=wamids[2], status="read", recipient=NUMBER))
+    assert (await client.post("/webhook", data=late, headers=signed(late))).status == 200
+
+    async def status_handled() -> bool:
+        return statuses_handled() > handled
+
+    await eventually(status_handled)
+    assert (await consent(client))["contact"]["wa_id"] == pseudonym  # type: ignore[index]
+    assert await services.transcript.list_for_contact(contact_id) == statuses_before
+    everything = await database_text(services)
+    assert NUMBER not in everything and wamids[2] not in everything
 
     # The same number writing again is the same, do-not-contact person.
     await say(client, "Hello again", wamids[3])
