@@ -3,7 +3,8 @@
 A business must erase a customer's personal data when asked, and must also never message that
 customer again: the second duty needs a record of the first. So erasure does not delete the
 contact; it withdraws every category in the ledger, drops the evidence and texts, replaces the
-identifiers by keyed pseudonyms (``bot.db.pseudonyms``) and forgets the contact's state in Redis.
+identifiers by keyed pseudonyms (``bot.db.pseudonyms``) and forgets the contact's state in Redis
+(the console's audit entries about the contact included).
 The ledger's hash chains still verify, and the same number writing again is recognised as the
 erased, do-not-contact person (``ContactRepository.resolve``). docs/erasure.md says what is
 removed, what is kept and why.
@@ -27,6 +28,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.console.audit import AUDIT_STREAM, contact_audit_stream
 from bot.db.engine import session_factory
 from bot.db.erasure import ErasedRecords, ErasureRequest, erase_records
 from bot.db.models import utcnow
@@ -160,7 +162,30 @@ class ContactEraser:
             await self._timers.cancel(contact_id, kind)
         for stream in KEPT_EVENT_STREAMS:
             deleted += await delete_entries_mentioning(self._redis, stream, identifiers)
+        deleted += await self._forget_console_audit(contact_id)
         return deleted
+
+    async def _forget_console_audit(self, contact_id: int) -> int:
+        """The console's audit entries about the contact: agents' notes are free text about
+        the person, and the ledger already keeps who withdrew what (method `agent`)."""
+        own = contact_audit_stream(contact_id)
+        deleted = int(await self._redis.xlen(own))
+        await self._redis.delete(own)
+        start = "-"
+        while True:
+            entries: Any = (
+                await self._redis.xrange(AUDIT_STREAM, min=start, count=STREAM_SCAN_BATCH) or []
+            )
+            doomed = [
+                _text(entry_id)
+                for entry_id, fields in entries
+                if fields and _text(fields.get("contact_id", "")) == str(contact_id)
+            ]
+            if doomed:
+                await self._redis.xdel(AUDIT_STREAM, *doomed)
+            if len(entries) < STREAM_SCAN_BATCH:
+                return deleted
+            start = "(" + _text(entries[-1][0])
 
 
 async def delete_entries_mentioning(

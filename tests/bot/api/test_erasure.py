@@ -16,6 +16,7 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import inspect, text
 
+from bot.console.audit import AuditLog
 from bot.erasure import delete_entries_mentioning
 from bot.services import Services, StartupError, check_startup
 from bot.settings import SANDBOX_PSEUDONYM_KEY, SettingsError, load_settings
@@ -348,3 +349,35 @@ async def test_kept_events_naming_the_contact_are_deleted_page_by_page(
     # Only whole identifiers count: 346123456789 and US.1349<number> are someone else.
     assert len(left) == 21 and all(json.loads(f["e"])["wa_id"] != NUMBER for _, f in left[:-1])
     assert await delete_entries_mentioning(redis_client, "optin:nothing", (NUMBER,)) == 0
+
+
+async def test_the_consoles_audit_entries_about_the_contact_are_deleted(
+    aiohttp_client: ClientFactory, stack_urls: tuple[str, str], settings_for: Any
+) -> None:
+    """Agents' notes are free text about the person: erasure deletes the contact's audit trail
+    (its own stream and its entries in the console-wide one); other contacts' entries stay."""
+    client = await records_client(aiohttp_client, stack_urls, settings_for)
+    services = services_of(client)
+    contact_id = await seed(services, NUMBER)
+    other_id = await seed(services, "34699999999")
+    audit = AuditLog(services.redis)
+    for n in range(3):
+        await audit.record(
+            agent="alice",
+            action="withdraw",
+            contact_id=contact_id,
+            detail={"note": f"Zoë phoned, lives at calle Mayor ({n})"},
+        )
+    await audit.record(agent="alice", action="reveal", contact_id=other_id)
+    await audit.record(agent="alice", action="login", detail={"remote": "198.51.100.7"})
+
+    response = await client.delete(f"/v1/contacts/{NUMBER}", headers=AUTH)
+
+    assert response.status == 200
+    assert (await response.json())["erased"]["redis_entries"] == 3
+    assert await audit.for_contact(contact_id) == []
+    assert [(e.action, e.contact_id) for e in await audit.latest()] == [
+        ("login", None),
+        ("reveal", other_id),
+    ]
+    assert len(await audit.for_contact(other_id)) == 1
