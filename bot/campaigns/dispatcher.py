@@ -27,13 +27,15 @@ and other campaigns share the number's rate; give SEND_RATE at least the campaig
 130429 the pace is halved for a while (`bot.campaigns.throttle`).
 Daily cap: recipients claimed since UTC midnight (counted in SQL when a drive starts, then
 locally); at the cap the campaign is `capped_until` the next UTC midnight.
-The consent re-check is at most one chunk (a tenth of a second of sending) before the message
-is queued; at a steady pace the outbound queue stays short, so it is also shortly before Meta.
+The consent re-check is at most two chunks (about two fifths of a second of sending) before the
+message is queued: one chunk is prepared while the one before it is paced out. At a steady pace
+the outbound queue stays short, so it is also shortly before Meta.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import logging
@@ -59,7 +61,7 @@ from bot.db.transcript import TranscriptRepository
 from bot.inbound import TRANSIENT_ERRORS
 from bot.leases import ShardLeases
 from bot.outbound import OutboundMessage, OutboundQueue
-from bot.ratelimit import RateLimiter
+from bot.ratelimit import RateLimiter, sleep_until
 from bot.streams import InboundQueue
 from flows.consent import ConsentStatus
 
@@ -70,7 +72,8 @@ MAX_CHUNK: Final = 200
 
 
 def chunk_size(rate: float) -> int:
-    """Recipients per chunk: a fifth of a second of sending, 1 to `MAX_CHUNK`."""
+    """Recipients per chunk: a fifth of a second of sending, 1 to `MAX_CHUNK` (larger chunks
+    would cost fewer database round trips, but their consent re-check would be older)."""
     return max(1, min(MAX_CHUNK, int(rate / 5)))
 
 
@@ -192,17 +195,30 @@ class CampaignDrive:
         await self._recover(campaign)
         ready: asyncio.Queue[Prepared | None] = asyncio.Queue(maxsize=1)
         producer = asyncio.create_task(self._produce(ready))
+        marking: asyncio.Task[None] | None = None
         try:
             while (chunk := await ready.get()) is not None:
                 try:
-                    await self._pace_out(chunk)
-                finally:
+                    await self._queue_paced(chunk)
+                    if marking is not None:
+                        await marking
+                except BaseException:
                     ready.task_done()
+                    raise
+                # Marked `queued` while the next chunk is paced out; done (for `ready.join`)
+                # once marked. Unmarked, they stay `claimed` and are re-queued idempotently.
+                marking = asyncio.create_task(self._mark_queued(chunk))
+                marking.add_done_callback(lambda _: ready.task_done())
+            if marking is not None:
+                await marking
             await producer
         finally:
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
+            if marking is not None:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await marking
 
     async def _produce(self, ready: asyncio.Queue[Prepared | None]) -> None:
         after = 0
@@ -343,15 +359,28 @@ class CampaignDrive:
         return Prepared([r.recipient_id for r, _ in chosen], messages)
 
     async def _pace_out(self, chunk: Prepared) -> None:
-        """Queue a prepared chunk's messages at the pace, a small group per Redis call once the
-        group's last slot is due, then mark them queued."""
+        """Queue a prepared chunk's messages at the pace, then mark them queued."""
+        await self._queue_paced(chunk)
+        await self._mark_queued(chunk)
+
+    async def _queue_paced(self, chunk: Prepared) -> None:
+        """Queue a chunk's messages at the pace: its slots reserved in one call, then whatever
+        is due queued in one Redis call, at least a fiftieth of a second's worth at a time, so
+        a slow Redis round trip makes the groups larger instead of the pace slower."""
         limiter = self._limiter
         assert limiter is not None
+        messages = chunk.messages
+        due = await limiter.reserve(len(messages))
         step = group_size(self._pace)
-        for start in range(0, len(chunk.messages), step):
-            group = chunk.messages[start : start + step]
-            await limiter.acquire(len(group))
-            await self._c.outbound.put_recorded(group)
+        loop = asyncio.get_running_loop()
+        start = 0
+        while start < len(messages):
+            await sleep_until(due[min(start + step, len(messages)) - 1])
+            end = bisect.bisect_right(due, loop.time(), lo=start + 1)
+            await self._c.outbound.put_recorded(messages[start:end])
+            start = end
+
+    async def _mark_queued(self, chunk: Prepared) -> None:
         await self._c.repository.mark_queued(chunk.recipient_ids, self._c.clock())
 
     async def _recover(self, campaign: Campaign) -> None:
