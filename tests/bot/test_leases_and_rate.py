@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from redis.asyncio import Redis
 
@@ -65,3 +66,17 @@ def _gcra_source() -> str:
     from bot import ratelimit
 
     return ratelimit._GCRA_LUA
+
+
+async def test_a_reservation_spaces_its_slots_and_the_next_one_follows(
+    redis_client: Redis,
+) -> None:
+    """A batch reserves its slots in one call; a second reserver's slots come after them."""
+    one = RateLimiter(redis_client, "t:reserve", rate=10.0)
+    two = RateLimiter(redis_client, "t:reserve", rate=10.0)
+    first = await one.reserve(5)
+    second = await two.reserve(2)
+    gaps = [b - a for a, b in itertools.pairwise(first)]
+    assert all(0.09 <= gap <= 0.11 for gap in gaps), gaps
+    assert second[0] >= first[-1] + 0.09
+    assert await one.reserve(0) == []

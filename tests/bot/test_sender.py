@@ -150,3 +150,56 @@ async def test_sandbox_sends_nothing_and_keeps_the_message(
             row = await eventually(kept)
     assert graph.requests == []
     assert row.text == "Hi" and row.wamid is None
+
+
+async def test_a_batch_is_sent_in_order_per_contact_and_recorded_together(
+    stack_urls: tuple[str, str], settings_for: Any
+) -> None:
+    """Outcomes are recorded a batch at a time (one transaction for many messages, which the
+    one-message tests above never exercised): every message of a many-contact batch is sent
+    once, in queue order per contact, and recorded, a permanent failure among them included."""
+    database_url, redis_url = stack_urls
+    async with FakeGraph() as graph:
+        graph.fail_next(1, status=400, code=131026)
+        settings = settings_for(
+            database_url=database_url,
+            redis_url=redis_url,
+            access_token="t",
+            graph_api_url=graph.base_url,
+            send_rate=200.0,
+        )
+        async with sender_stack(settings) as services:
+            messages = []
+            for n in range(10):
+                wa_id = f"155577710{n:02d}"
+                contact = await services.contacts.resolve(wa_id=wa_id, user_id=None)
+                assert contact.id is not None
+                for part in range(3):
+                    messages.append(
+                        OutboundMessage(
+                            message_id=f"batch-{n}-{part}",
+                            contact_id=contact.id,
+                            body=text_message(Recipient(wa_id=wa_id), f"part {part}"),
+                            kind="text",
+                            text=f"part {part}",
+                        )
+                    )
+            assert all(await services.outbound_queue.enqueue_many(messages, now=NOW))
+
+            async def settled() -> Any:
+                rows = [await outbound_row(services, m.contact_id, m.message_id) for m in messages]
+                final = [r for r in rows if r is not None and r.status in ("sent", "failed")]
+                return rows if len(final) == len(messages) else None
+
+            rows = await eventually(settled, within=20)
+            assert await services.redis.xlen(OUTBOUND_STREAM) == 0
+    assert [r.status for r in rows].count("failed") == 1
+    assert next(r for r in rows if r.status == "failed").error_code == 131026
+    sent = [r for r in rows if r.status == "sent"]
+    assert len({r.wamid for r in sent}) == len(sent) == 29
+    assert len(graph.requests) == 30
+    by_contact: dict[str, list[str]] = {}
+    for request in graph.requests:
+        body = request.json or {}
+        by_contact.setdefault(str(body["to"]), []).append(body["text"]["body"])
+    assert all(parts == ["part 0", "part 1", "part 2"] for parts in by_contact.values())
