@@ -11,9 +11,12 @@ is the dispatcher's work done; the flows are measured elsewhere. Loopback only, 
     python bench/campaign.py [--recipients 100000] [--rate 1000] [--senders 1]
 
 Prints the achieved rate (messages arrived / time from the first to the last), its ratio to the
-campaign's rate, the senders' peak RSS, and where the time went. Goal: >= 95 % of the rate,
-< 300 MB. Redis: REDIS_URL or redis://127.0.0.1:6379/9 (flushed); PostgreSQL: TEST_DATABASE_URL
-or postgresql+asyncpg://postgres@127.0.0.1:5432/test (a database is created and dropped).
+campaign's rate, the senders' peak RSS, the machine's load average at the start and the end (the
+rate depends on it: on a shared machine the senders get only their share of the cores), the
+senders' CPU time per message (what does not depend on it), and where the time went.
+Goal: >= 95 % of the rate, < 300 MB. Redis: REDIS_URL or redis://127.0.0.1:6379/9 (flushed);
+PostgreSQL: TEST_DATABASE_URL or postgresql+asyncpg://postgres@127.0.0.1:5432/test (a database
+is created and dropped).
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ class Timeline:
     all_queued: float | None = None
     peak_backlog: int = 0
     peak_rss_kb: dict[int, int] = field(default_factory=dict)
+    load_at_start: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 @contextlib.contextmanager
@@ -196,7 +200,7 @@ async def dispatch(
         )
         campaign_id = created.campaign.id
         assert campaign_id is not None
-        timeline = Timeline(started=time.monotonic())
+        timeline = Timeline(started=time.monotonic(), load_at_start=os.getloadavg())
         cpu_before = {p.pid: cpu_seconds(p.pid) for p in started}
         await service.act(campaign_id, "start")
         stats_url = f"http://127.0.0.1:{port}/stats"
@@ -261,6 +265,16 @@ def report(
     )
     print(f"ratio to goal:  {ratio:.3f} (goal >= {GOAL_RATIO})")
     print(f"peak RSS:       {peak_mb:.0f} MB per sender process (goal < {GOAL_RSS_MB:.0f} MB)")
+    sender_cpu = sum(cpu.get(pid, 0.0) for pid in pids[1:])
+    if received:
+        print(f"sender CPU:     {sender_cpu * 1000 / received:.2f} ms per message")
+    print(
+        "load average:   "
+        + " ".join(f"{value:.2f}" for value in timeline.load_at_start)
+        + " at the start, "
+        + " ".join(f"{value:.2f}" for value in os.getloadavg())
+        + f" at the end ({os.cpu_count()} cores)"
+    )
     ok = received >= args.recipients and ratio >= GOAL_RATIO and peak_mb < GOAL_RSS_MB
     if not ok:
         print("where the time went:")

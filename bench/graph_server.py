@@ -56,7 +56,17 @@ def main() -> None:
     app = web.Application()
     app.router.add_post("/{version}/{phone_number_id}/messages", message)
     app.router.add_get("/stats", stats)
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+    # A long keep-alive and a deep accept queue: the client's pooled connections are never
+    # closed under it mid-run (each such close costs the client a retry with backoff).
+    web.run_app(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        print=None,
+        access_log=None,
+        keepalive_timeout=3600,
+        backlog=1024,
+    )
 
 
 if __name__ == "__main__":
