@@ -2,6 +2,11 @@
 
 `create_app` is used by `optin-bot serve` / `web` and by the tests, so the tests run exactly the
 wiring that production runs.
+
+Connection limits travel with the app (`handler_args` and a startup hook), so every way of
+serving it (`web.run_app` in `bot.cli`, the `AppRunner`s of `serve --workers`) gets them:
+an idle or unfinished connection is closed after `IDLE_CONNECTION_SECONDS`, and the process may
+hold as many sockets as its hard open-file limit allows (see `raise_open_file_limit`).
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from aiohttp import web
@@ -23,6 +29,31 @@ from bot.web import setup_templates
 
 log = logging.getLogger(__name__)
 
+#: Seconds a connection may sit without a request being handled: idle between keep-alive
+#: requests, or still sending its first request's headers (a slow-loris client). aiohttp's own
+#: default is an hour for an `AppRunner` (75 s under `run_app`); with thousands of idle sockets an
+#: hour is too long, and Meta opens a new connection whenever one was closed.
+IDLE_CONNECTION_SECONDS = 30.0
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit of open files to its hard limit; returns the new limit.
+
+    Every connection is a file descriptor, and the usual soft limit (1024) would make the server
+    refuse connections long before memory or CPU run short. The hard limit is the
+    administrator's ceiling and stays as it is.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:  # e.g. above fs.nr_open
+        log.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, exc)
+        return soft
+    return target
+
 
 def create_app(
     settings: Settings,
@@ -30,7 +61,11 @@ def create_app(
     roles: Iterable[Role] = ALL_ROLES,
     auto_migrate: bool = True,
 ) -> web.Application:
-    app = web.Application(client_max_size=webhook.MAX_BODY_BYTES + 1, middlewares=[require_token])
+    app = web.Application(
+        client_max_size=webhook.MAX_BODY_BYTES + 1,
+        middlewares=[require_token],
+        handler_args={"keepalive_timeout": IDLE_CONNECTION_SECONDS},
+    )
     app[SETTINGS] = settings
     loop_roles = frozenset(roles) - {Role.WEB}
 
@@ -51,6 +86,7 @@ def create_app(
                 except Exception:
                     log.exception("%s ended with an error", task.get_name())
 
+    app.on_startup.append(_open_file_limit)
     app.cleanup_ctx.append(services_ctx)
     setup_templates(app, sandbox.TEMPLATES_DIR, console.TEMPLATES_DIR)
     webhook.add_routes(app)
@@ -60,6 +96,10 @@ def create_app(
     console.add_routes(app)
     app.router.add_get("/", _home(settings))
     return app
+
+
+async def _open_file_limit(_: web.Application) -> None:
+    log.debug("open-file limit: %d", raise_open_file_limit())
 
 
 def _home(settings: Settings) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
