@@ -7,8 +7,17 @@ the real Redis (REDIS_URL, default redis://127.0.0.1:6379/13, flushed first) so 
 durable stream entry. The load is bounded in count and time and goes to loopback only.
 
     python bench/ingest.py [--requests 20000] [--rounds 5] [--concurrency 64] [--seconds 30]
+                           [--stops 3000] [--workers 1]
 
 Goal: optin-bot >= 0.5 x the bare handler's rate.
+
+End to end (`--stops N`, 0 skips it): N opted-in customers are seeded into a fresh PostgreSQL
+database (TEST_DATABASE_URL or postgresql+asyncpg://postgres@127.0.0.1:5432/test; created and
+dropped), an `optin-bot web` and `--workers` `optin-bot worker` processes run against it, every
+customer sends STOP through the webhook, and the clock stops when every customer has a
+`withdrawn` ledger row committed and a confirmation queued (an outbound transcript row; no sender
+runs, so it stays queued). Prints STOPs/s fully processed beside the rate at which the same
+webhooks were merely accepted in the same run. Goal: >= 1,000 STOPs/s on 2 cores.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 from bot.signature import sign  # noqa: E402
 
 SECRET = "bench-secret"
+GOAL_STOPS_PER_SECOND = 1000.0
 
 
 @dataclass
@@ -73,8 +83,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def webhook(i: int) -> bytes:
-    wa_id = f"1555{i % 5000:07d}"
+def webhook(i: int, *, wa_id: str | None = None, text: str | None = None) -> bytes:
+    wa_id = wa_id or f"1555{i % 5000:07d}"
     return json.dumps(
         {
             "object": "whatsapp_business_account",
@@ -97,7 +107,7 @@ def webhook(i: int) -> bytes:
                                         "id": f"wamid.{uuid.uuid4().hex}",
                                         "timestamp": str(int(time.time())),
                                         "type": "text",
-                                        "text": {"body": f"message {i}"},
+                                        "text": {"body": text or f"message {i}"},
                                     }
                                 ],
                             },
@@ -182,7 +192,17 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=30.0, help="cap per round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--stops", type=int, default=3000, help="end-to-end STOPs (0: skip)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes end to end")
     args = parser.parse_args()
+    if args.requests:
+        await ingest(args)
+    if args.stops:
+        await end_to_end(args)
+    print(f"load average {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} cores")
+
+
+async def ingest(args: argparse.Namespace) -> None:
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 
     import redis.asyncio as redis_async
@@ -269,6 +289,101 @@ async def main() -> None:
     )
     if statistics.mean([bare.failed, ours.failed]) > 0:
         print("note: some requests failed; see the failed column")
+
+
+async def end_to_end(args: argparse.Namespace) -> None:
+    """STOPs/s fully processed: ledger row committed and confirmation queued, on PostgreSQL."""
+    from datetime import UTC, datetime, timedelta
+
+    import asyncpg
+    import redis.asyncio as redis_async
+    from sqlalchemy.engine import make_url
+
+    from bot.db.engine import create_engine
+    from bot.db.migrate import migrate
+    from tests.fakes.consent_seed import seed_opted_in, wa_id_of
+
+    admin_url = make_url(
+        os.environ.get("TEST_DATABASE_URL") or "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+    )
+    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+    name = f"optin_bench_{uuid.uuid4().hex[:10]}"
+    database_url = admin_url.set(database=name).render_as_string(hide_password=False)
+    pg = {
+        "host": admin_url.host,
+        "port": admin_url.port or 5432,
+        "user": admin_url.username or "postgres",
+        "password": admin_url.password,
+    }
+    admin = await asyncpg.connect(**pg, database=admin_url.database or "postgres")
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    redis = redis_async.from_url(redis_url)
+    await redis.flushdb()
+    try:
+        await migrate(database_url)
+        engine = create_engine(database_url)
+        try:
+            await seed_opted_in(engine, args.stops, since=datetime.now(UTC) - timedelta(days=30))
+        finally:
+            await engine.dispose()
+        bodies = [
+            (b, sign(SECRET, b))
+            for b in (webhook(n, wa_id=wa_id_of(n), text="STOP") for n in range(args.stops))
+        ]
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("WHATSAPP_")},
+            "WHATSAPP_APP_SECRET": SECRET,
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": database_url,
+            "PYTHONPATH": str(ROOT),
+        }
+        port = free_port()
+        command = [sys.executable, "-m", "bot", "--log-level", "WARNING"]
+        procs = [start([*command, "web", "--port", str(port)], env)]
+        procs += [start([*command, "worker"], env) for _ in range(args.workers)]
+        db = await asyncpg.connect(**pg, database=name)
+        try:
+            await wait_up(port, procs[0])
+            await asyncio.sleep(2)  # the workers take their shards
+            done_sql = (
+                "SELECT (SELECT count(DISTINCT contact_id) FROM consent_events "
+                "WHERE action = 'withdrawn'), (SELECT count(DISTINCT contact_id) FROM "
+                "transcript_entries WHERE direction = 'outbound')"
+            )
+            began = time.perf_counter()
+            accepted = await load("STOPs", port, bodies, args.concurrency, 600)
+            accepted_in = time.perf_counter() - began
+            withdrawn = confirmed = 0
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                withdrawn, confirmed = await db.fetchrow(done_sql)
+                if withdrawn >= args.stops and confirmed >= args.stops:
+                    break
+                if any(p.poll() is not None for p in procs):
+                    raise SystemExit("a service process exited")
+                await asyncio.sleep(0.1)
+            elapsed = time.perf_counter() - began
+        finally:
+            await db.close()
+            for proc in procs:
+                stop(proc)
+    finally:
+        await redis.flushdb()
+        await redis.aclose()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+    rate = withdrawn / elapsed if elapsed else 0.0
+    print(
+        f"end to end: {args.stops} STOPs, {accepted.ok} accepted in {accepted_in:.2f}s "
+        f"({accepted.ok / accepted_in:.0f}/s, p99 {accepted.percentile(99):.1f} ms); "
+        f"{withdrawn} ledger rows + {confirmed} confirmations queued after {elapsed:.2f}s"
+    )
+    print(
+        f"STOPs/s fully processed: {rate:.0f} (goal >= {GOAL_STOPS_PER_SECOND:.0f}/s: "
+        f"{rate / GOAL_STOPS_PER_SECOND:.2f}x "
+        f"{'MET' if rate >= GOAL_STOPS_PER_SECOND else 'MISSED'}); "
+        f"1 web + {args.workers} worker process(es)"
+    )
 
 
 if __name__ == "__main__":
