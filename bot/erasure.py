@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.console.audit import AUDIT_STREAM, contact_audit_stream
+from bot.crm.outbox import CRM_DEAD_STREAM
 from bot.db.engine import session_factory
 from bot.db.erasure import ErasedRecords, ErasureRequest, erase_records
 from bot.db.models import utcnow
@@ -41,9 +42,10 @@ from bot.timers import TimerStore
 from bot.window import WindowStore
 from flows.machine import TimerKind
 
-#: Capped streams that keep whole events for operators (failed and unrecognised ones): entries
-#: naming an erased contact's identifiers are deleted. Read this many entries at a time.
-KEPT_EVENT_STREAMS = (DEAD_LETTER_STREAM, UNKNOWN_STREAM)
+#: Capped streams that keep whole events for operators (failed and unrecognised ones, and CRM
+#: events given up, kept for redelivery): entries naming an erased contact's identifiers are
+#: deleted. Read this many entries at a time.
+KEPT_EVENT_STREAMS = (DEAD_LETTER_STREAM, UNKNOWN_STREAM, CRM_DEAD_STREAM)
 STREAM_SCAN_BATCH = 500
 
 

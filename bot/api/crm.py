@@ -3,7 +3,8 @@
 A business sees here what was sent to its receiver and what became of it: each event with its
 status (`pending`, `failed` while being retried, `delivered`, `dead`), attempts, the last
 status code or error and when. `POST /v1/webhooks/resume` restarts delivery after the receiver
-answered 410 Gone. The log is kept for 14 days after an event's last change.
+answered 410 Gone; `POST /v1/webhooks/deliveries/{event_id}/redeliver` queues a dead event
+again. The log is kept for 14 days after an event's last change.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bot.crm.events import EVENT_TYPES
 from bot.crm.log import DeadReason, DeliveryLog, DeliveryStatus, is_cursor
 from bot.crm.outbox import queued_events
 from bot.crm.pause import current_pause, resume, url_digest
+from bot.crm.redeliver import Refusal, redeliver
 from bot.services import Services
 
 # `OPENAPI_WEBHOOKS` (the OpenAPI 3.1 `webhooks` section: what is POSTed to BUSINESS_WEBHOOK_URL)
@@ -94,8 +96,27 @@ async def resume_delivery(request: web.Request) -> web.Response:
     return web.json_response({"resumed": lifted, "receiver": await _receiver(services)})
 
 
+async def redeliver_event(request: web.Request) -> web.Response:
+    services: Services = request.app[SERVICES]
+    event_id = request.match_info["event_id"]
+    outcome = await redeliver(services.redis, event_id)
+    if outcome.refused is Refusal.UNKNOWN or outcome.delivery is None:
+        return api_error(404, "unknown_delivery", f"no delivery of event {event_id} in the log")
+    if outcome.refused is Refusal.NOT_DEAD:
+        status = outcome.delivery.status.value
+        return api_error(409, "not_dead", f"event {event_id} is {status}: only dead events")
+    if outcome.refused is Refusal.NOT_RETAINED:
+        return api_error(
+            409,
+            "not_retained",
+            f"event {event_id} is no longer on the dead-letter stream (trimmed or erased)",
+        )
+    return web.json_response(outcome.delivery.to_json(), status=202)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/webhooks/deliveries", list_deliveries)
+    app.router.add_post("/v1/webhooks/deliveries/{event_id:.+}/redeliver", redeliver_event)
     app.router.add_get("/v1/webhooks/deliveries/{event_id:.+}", get_delivery)
     app.router.add_post("/v1/webhooks/resume", resume_delivery)
 
@@ -239,6 +260,37 @@ OPENAPI_PATHS: dict[str, Any] = {
             "responses": {
                 "200": json_response("The event's delivery.", ref("WebhookDelivery")),
                 **_DELIVERY_404,
+            },
+        }
+    },
+    "/v1/webhooks/deliveries/{event_id}/redeliver": {
+        "post": {
+            "operationId": "redeliverWebhookEvent",
+            "summary": "Deliver a dead event again, with a fresh retry window",
+            "description": "For after the receiver was fixed: the event goes back on its "
+            "contact's queue (it may now arrive after newer events of that contact; order "
+            "consent events by `seq`). Only `dead` events whose body is still on the "
+            "dead-letter stream (the newest 100,000) can be redelivered.",
+            "tags": _TAGS,
+            "parameters": [
+                {
+                    "name": "event_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "examples": ["consent:42"]},
+                }
+            ],
+            "responses": {
+                "202": json_response("Queued again; its log entry.", ref("WebhookDelivery")),
+                **error_responses(
+                    404,
+                    409,
+                    descriptions={
+                        404: "No such event in the delivery log.",
+                        409: "`not_dead`: the event is not dead; `not_retained`: its body is "
+                        "no longer kept.",
+                    },
+                ),
             },
         }
     },
