@@ -19,6 +19,7 @@ from bot.graph import (
     text_message,
 )
 from bot.outbound import OutboundMessage
+from bot.send_guard import TAG_FIELD
 from flows.effects import SendReply
 
 
@@ -62,8 +63,11 @@ def reply_body(contact: Contact, reply: SendReply) -> tuple[str, dict[str, Any]]
 def outbound_for(contact: Contact, reply: SendReply) -> OutboundMessage:
     assert contact.id is not None
     kind, body = reply_body(contact, reply)
+    mid = message_id(reply.key)
+    if kind == "template":
+        body[TAG_FIELD] = mid  # Meta echoes it in the statuses: at most once (bot.send_guard)
     return OutboundMessage(
-        message_id=message_id(reply.key),
+        message_id=mid,
         contact_id=contact.id,
         body=body,
         kind=kind,

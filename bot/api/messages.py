@@ -37,6 +37,7 @@ from bot.graph import MessageBuildError, template_message, text_message
 from bot.graph.builders import TEXT_BODY_MAX
 from bot.outbound import OutboundMessage
 from bot.replies import recipient
+from bot.send_guard import TAG_FIELD
 from bot.services import Services
 from flows.effects import Purpose
 from flows.gate import ALLOWING, Reason
@@ -276,6 +277,7 @@ def _outbound(contact: Contact, body: Mapping[str, Any], message_id: str) -> Out
             cloud_body = template_message(
                 to, template["name"], language, template.get("components") or None
             )
+            cloud_body[TAG_FIELD] = message_id  # echoed in statuses: at most once (send_guard)
             kind, text = "template", None
             meta.update(template=template["name"], language=language)
     except MessageBuildError as exc:
