@@ -12,7 +12,7 @@ got the template exactly once: nobody twice, nobody skipped.
 CI sends 1,000 STOPs while 1,000 recipients are messaged (about three minutes on 2 cores, a
 minute of it the 60 s after which a killed sender's messages are reclaimed); the issue's full
 size is `KILL9_STOPS=10000 KILL9_RECIPIENTS=10000` (the workers process roughly 25 STOPs/s on
-2 shared cores, so expect ten minutes or more).
+2 shared cores; the full run took 21 minutes at a load average of 7).
 """
 
 from __future__ import annotations
