@@ -11,7 +11,7 @@ got the template exactly once: nobody twice, nobody skipped.
 
 CI sends 1,000 STOPs while 1,000 recipients are messaged (about three minutes on 2 cores, a
 minute of it the 60 s after which a killed sender's messages are reclaimed); the issue's full
-size is `KILL9_STOPS=10000 KILL9_RECIPIENTS=10000` (the workers process roughly 25 STOPs/s on
+size is `KILL9_STOPS=10000 KILL9_RECIPIENTS=10000` (the workers process 8 to 25 STOPs/s on
 2 shared cores; the full run took 21 minutes at a load average of 7).
 """
 
