@@ -138,9 +138,7 @@ class ConversationRunner:
             return
         locale = self._language.locale_for(flow.locale, contact.locale)
         if flow.locale is not None and locale != contact.locale:
-            contact = await self._contacts.resolve(
-                wa_id=contact.wa_id, user_id=contact.user_id, locale=locale
-            )
+            contact = await self._contacts.set_locale(contact, locale)
         conversation = Conversation.from_json(record.data_json) if record else Conversation()
         now = datetime.now(UTC)
         window_open = await self._window.is_open(contact_id, now)

@@ -53,7 +53,8 @@ READ_COUNT = 50
 READ_BLOCK_MS = 1000
 
 
-def _is_transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` is the ground failing (Redis or the database unreachable), not the work."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(exc, TRANSIENT_ERRORS)
@@ -157,7 +158,7 @@ class InboundWorker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if _is_transient(exc):
+                if is_transient(exc):
                     log.warning("event %s waits: %s", event.event_id, exc)
                 else:
                     attempts += 1

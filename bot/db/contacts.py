@@ -201,6 +201,21 @@ class ContactRepository:
                         raise
         raise AssertionError("unreachable")
 
+    async def set_locale(self, contact: Contact, locale: str) -> Contact:
+        """Record the language the contact writes in: one UPDATE, where `resolve` would first
+        look the contact up again by every identifier (the worker's hot path calls this)."""
+        if contact.id is None or contact.locale == locale:
+            return contact
+        now = utcnow()
+        async with self._sessions() as session:
+            await session.exec(
+                update(Contact)
+                .where(col(Contact.id) == contact.id)
+                .values(locale=locale, updated_at=now)
+            )
+            await session.commit()
+        return contact.model_copy(update={"locale": locale, "updated_at": now})
+
     async def change_number(
         self, *, old_wa_id: str, new_wa_id: str, new_user_id: str | None = None
     ) -> Contact:

@@ -282,3 +282,15 @@ async def test_deleting_a_contact_removes_its_transcript(
         await session.commit()
         remaining = await session.exec(select(func.count()).select_from(TranscriptEntry))
         assert remaining.one() == 0
+
+
+async def test_set_locale_is_one_update_and_changes_nothing_else(
+    contacts: ContactRepository,
+) -> None:
+    contact = await contacts.resolve(wa_id="34612345678", user_id=None, profile_name="Ana")
+    updated = await contacts.set_locale(contact, "es")
+    assert (updated.id, updated.locale, updated.profile_name) == (contact.id, "es", "Ana")
+    assert contact.id is not None
+    stored = await contacts.get(contact.id)
+    assert stored is not None and (stored.locale, stored.wa_id) == ("es", "34612345678")
+    assert await contacts.set_locale(updated, "es") is updated  # nothing to write
