@@ -26,14 +26,10 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,10 +38,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import asyncpg  # noqa: E402
 from redis.asyncio import Redis  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from bench.support import admin, free_port, processes  # noqa: E402
 from bot.campaigns.repository import CampaignRepository  # noqa: E402
 from bot.campaigns.service import CampaignService  # noqa: E402
 from bot.campaigns.throttle import Throttle  # noqa: E402
@@ -57,12 +53,6 @@ from tests.fakes.consent_seed import seed_opted_in  # noqa: E402
 GOAL_RATIO = 0.95
 GOAL_RSS_MB = 300.0
 PHONE = "106540352242922"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -95,41 +85,6 @@ class Timeline:
     peak_backlog: int = 0
     peak_rss_kb: dict[int, int] = field(default_factory=dict)
     load_at_start: tuple[float, float, float] = (0.0, 0.0, 0.0)
-
-
-@contextlib.contextmanager
-def processes(
-    commands: list[list[str]], env: dict[str, str]
-) -> Iterator[list[subprocess.Popen[bytes]]]:
-    started = [
-        subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
-        for command in commands
-    ]
-    try:
-        yield started
-    finally:
-        for process in started:
-            process.send_signal(signal.SIGTERM)
-        for process in started:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-async def admin(url: str, statement: str) -> None:
-    parsed = make_url(url)
-    conn = await asyncpg.connect(
-        host=parsed.host,
-        port=parsed.port or 5432,
-        user=parsed.username or "postgres",
-        password=parsed.password,
-        database=parsed.database or "postgres",
-    )
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 async def run(args: argparse.Namespace) -> int:

@@ -37,7 +37,8 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.ingest import Result, free_port, merge, start, stop, wait_up  # noqa: E402
+from bench.ingest import Result, merge, start, stop, wait_up  # noqa: E402
+from bench.support import admin, free_port  # noqa: E402
 from bot.db.engine import create_engine  # noqa: E402
 from bot.db.migrate import migrate  # noqa: E402
 from tests.fakes.consent_seed import seed_opted_in, wa_id_of  # noqa: E402
@@ -46,23 +47,6 @@ TOKEN = "bench-api-token-0123456789"
 OPTIN_BOT_WEB = [sys.executable, "-m", "bot", "--log-level", "WARNING", "web", "--port"]
 GOAL_RATE = 5000.0
 GOAL_P99_MS = 10.0
-
-
-async def admin(url: str, statement: str) -> None:
-    import asyncpg
-
-    parsed = make_url(url)
-    conn = await asyncpg.connect(
-        host=parsed.host,
-        port=parsed.port or 5432,
-        user=parsed.username or "postgres",
-        password=parsed.password,
-        database=parsed.database or "postgres",
-    )
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 async def load(

@@ -27,7 +27,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.support import free_port  # noqa: E402
 from bot.signature import sign  # noqa: E402
 
 SECRET = "bench-secret"
@@ -75,12 +75,6 @@ def merge(name: str, rounds: list[Result]) -> Result:
         sum(r.seconds for r in rounds),
         [x for r in rounds for x in r.latencies],
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def webhook(i: int, *, wa_id: str | None = None, text: str | None = None) -> bytes:

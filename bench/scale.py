@@ -21,20 +21,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 from redis.asyncio import Redis
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -42,6 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.support import admin, free_port  # noqa: E402
+from bench.support import processes as started  # noqa: E402
 from bot.db.engine import create_engine  # noqa: E402
 from bot.db.migrate import migrate  # noqa: E402
 from bot.signature import SIGNATURE_HEADER, sign  # noqa: E402
@@ -49,12 +46,6 @@ from bot.signature import SIGNATURE_HEADER, sign  # noqa: E402
 SECRET = "bench-secret"
 PHONE = "106540352242922"
 CATEGORIES = 4
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def stop_webhook(n: int, run: str) -> bytes:
@@ -77,44 +68,8 @@ def stop_webhook(n: int, run: str) -> bytes:
     return json.dumps({"object": "whatsapp_business_account", "entry": [entry]}).encode()
 
 
-@contextlib.contextmanager
-def started(
-    commands: list[list[str]], env: dict[str, str]
-) -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs = [
-        subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
-        for command in commands
-    ]
-    try:
-        yield procs
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 def bot(*args: str) -> list[str]:
     return [sys.executable, "-m", "bot", "--log-level", "ERROR", *args]
-
-
-async def admin(url: str, statement: str) -> None:
-    parsed = make_url(url)
-    conn = await asyncpg.connect(
-        host=parsed.host,
-        port=parsed.port or 5432,
-        user=parsed.username or "postgres",
-        password=parsed.password,
-        database=parsed.database or "postgres",
-    )
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 async def queue_stops(port: int, stops: int, run: str, web: subprocess.Popen[bytes]) -> None:
