@@ -123,6 +123,12 @@ def add_routes(app: web.Application) -> None:
 
 _TIME = nullable({"type": "string", "format": "date-time"})
 _TAGS: Final = ["webhooks"]
+_EVENT_ID: Final = {
+    "name": "event_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "examples": ["consent:42"]},
+}
 _DELIVERY_404 = error_responses(404, descriptions={404: "No such event in the delivery log."})
 
 OPENAPI_SCHEMAS: dict[str, Any] = {
@@ -249,14 +255,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "operationId": "getWebhookDelivery",
             "summary": "What became of one event",
             "tags": _TAGS,
-            "parameters": [
-                {
-                    "name": "event_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string", "examples": ["consent:42"]},
-                }
-            ],
+            "parameters": [_EVENT_ID],
             "responses": {
                 "200": json_response("The event's delivery.", ref("WebhookDelivery")),
                 **_DELIVERY_404,
@@ -272,14 +271,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "consent events by `seq`). Only `dead` events whose body is still on the "
             "dead-letter stream (the newest 100,000) can be redelivered.",
             "tags": _TAGS,
-            "parameters": [
-                {
-                    "name": "event_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string", "examples": ["consent:42"]},
-                }
-            ],
+            "parameters": [_EVENT_ID],
             "responses": {
                 "202": json_response("Queued again; its log entry.", ref("WebhookDelivery")),
                 **error_responses(
