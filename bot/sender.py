@@ -232,8 +232,8 @@ class Sender:
         acknowledgement, so an entry is never acknowledged before its outcome is recorded. A
         crash before the end loses only records: the batch comes round again, messages already
         marked delivered are acknowledged without a second send, the others (their HTTP requests
-        may have gone out) are sent again; campaign messages are guarded against that by
-        `bot.campaigns.send_guard`.
+        may have gone out) are sent again, except those tagged with our message id (every
+        template), which `bot.send_guard` keeps at most once.
 
         The next batch is read and its slots reserved while this one is sent (`run` keeps two
         in flight), so no slot is lost between batches; a contact's messages still go out in
