@@ -59,6 +59,9 @@ class Settings:
     default_locale: str = "en"
     categories_file: str | None = None
     send_rate: float = 80.0
+    #: `SEND_GUARD_GRACE_SECONDS`: how long a template whose send was interrupted waits for
+    #: Meta's status before it is judged never sent and sent again (`bot.send_guard`).
+    send_guard_grace_seconds: float = 300.0
     optin_expiry_hours: float = 48.0
     clarification_timeout_hours: float = 24.0
     clarification_silence: str = "stop_all"
@@ -206,6 +209,16 @@ def load_settings(
             raise SettingsError(name, "must be more than 0 and at most a year, in hours")
         return value
 
+    def seconds(name: str, default: str, *, low: float, high: float) -> float:
+        text = get(name) or default
+        try:
+            value = float(text)
+        except ValueError:
+            raise SettingsError(name, f"not a number of seconds: {text!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(name, f"must be {low:g} to {high:g} seconds")
+        return value
+
     def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
         value = (get(name) or default).lower()
         if value not in allowed:
@@ -268,6 +281,7 @@ def load_settings(
         default_locale=locale,
         categories_file=categories_file,
         send_rate=send_rate,
+        send_guard_grace_seconds=seconds("SEND_GUARD_GRACE_SECONDS", "300", low=5, high=86_400),
         optin_expiry_hours=hours("OPTIN_EXPIRY_HOURS", "48"),
         clarification_timeout_hours=hours("CLARIFICATION_TIMEOUT_HOURS", "24"),
         clarification_silence=choice("CLARIFICATION_SILENCE", "stop_all", ("stop_all", "keep")),

@@ -103,7 +103,7 @@ class CampaignSending:
         clock: Callable[[], datetime] = utcnow,
     ) -> CampaignSending:
         """`transport` is what the campaigns' reporting wraps: by default the services'
-        transport behind a `SendGuard` with the default grace period."""
+        transport behind a `SendGuard` with the configured grace period."""
         sessions = session_factory(services.engine)
         repository = CampaignRepository(sessions)
         throttle = Throttle(services.redis, services.settings.phone_number_id)
@@ -123,7 +123,11 @@ class CampaignSending:
             transport=CampaignTransport(
                 transport
                 if transport is not None
-                else SendGuard(services.transport, services.redis),
+                else SendGuard(
+                    services.transport,
+                    services.redis,
+                    grace_seconds=services.settings.send_guard_grace_seconds,
+                ),
                 throttle,
                 marks,
             ),
