@@ -126,3 +126,15 @@ def test_trusted_proxies_are_networks() -> None:
     with pytest.raises(SettingsError) as error:
         load_settings({"TRUSTED_PROXIES": "10.0.0.0/8,proxy.local"}, env_file=None)
     assert error.value.variable == "TRUSTED_PROXIES"
+
+
+def test_the_send_guard_grace_is_seconds_within_bounds() -> None:
+    assert load_settings({}, env_file=None).send_guard_grace_seconds == 300.0
+    assert (
+        load_settings({"SEND_GUARD_GRACE_SECONDS": "20"}, env_file=None).send_guard_grace_seconds
+        == 20.0
+    )
+    for bad in ("soon", "1", "100000"):
+        with pytest.raises(SettingsError) as error:
+            load_settings({"SEND_GUARD_GRACE_SECONDS": bad}, env_file=None)
+        assert error.value.variable == "SEND_GUARD_GRACE_SECONDS"
