@@ -1,6 +1,6 @@
 """Validate message bodies against Meta's own OpenAPI description of the Cloud API.
 
-The description (`business-messaging-api_v23.0.yaml`, shared beside the repository) is the most
+The description (`business-messaging-api_v23.0.yaml`, kept in `third_party/meta/`) is the most
 authoritative machine-readable statement of what Meta accepts, so tests check what the bot sends
 against its `components/schemas/Message`. Read literally by a JSON-schema validator it is wrong
 in known ways, which `prepare_schemas` corrects:
@@ -30,8 +30,9 @@ from jsonschema.exceptions import best_match
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
+#: The project's copy of Meta's description (MIT, licence beside it in third_party/meta/).
 OPENAPI_PATH = (
-    Path(__file__).resolve().parents[2].parent / "shared/meta/business-messaging-api_v23.0.yaml"
+    Path(__file__).resolve().parents[2] / "third_party/meta/business-messaging-api_v23.0.yaml"
 )
 DOCUMENT_URI = "urn:meta:business-messaging-api"
 SCHEMA_REF_PREFIX = "#/components/schemas/"
