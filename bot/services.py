@@ -199,7 +199,7 @@ async def open_services(settings: Settings, *, auto_migrate: bool) -> AsyncItera
             inbound_queue=InboundQueue(redis),
             outbound_queue=OutboundQueue(redis, transcript),
             transport=transport,
-            metrics=Metrics(),
+            metrics=Metrics(shared_dir=settings.metrics_dir),
             consumer=consumer_name(),
             language=language,
             timers=TimerStore(redis),

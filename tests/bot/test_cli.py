@@ -379,6 +379,51 @@ async def test_serve_workers_runs_processes_on_one_port_and_sigterm_stops_them_a
     assert not any(alive(pid) for pid in pids), "every worker process ended with the parent"
 
 
+def accepted_webhooks(metrics_text: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if (
+                sample.name == "optin_webhook_requests_total"
+                and sample.labels.get("result") == "accepted"
+            ):
+                return float(sample.value)
+    raise AssertionError("no optin_webhook_requests_total{result=accepted} in /metrics")
+
+
+@pytest.mark.services
+async def test_serve_workers_metrics_sum_every_process(
+    tmp_path: Path, real_stack_urls: tuple[str, str]
+) -> None:
+    """Regression: under `serve --workers N`, /metrics showed whichever process took the
+    connection; each scrape must report the whole service's counters."""
+    database_url, redis_url = real_stack_urls
+    port = free_port()
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "WHATSAPP_APP_SECRET": "s"}
+    with process("serve", "--workers", "2", "--port", str(port), env=env, cwd=tmp_path) as proc:
+        await answering_pids(port, proc, expected=2)
+        connector = aiohttp.TCPConnector(force_close=True)  # each request may reach either child
+        async with aiohttp.ClientSession(connector=connector) as session:
+            answered_by: set[int] = set()
+            sent = 0
+            while len(answered_by) < 2 or sent < 20:
+                assert sent < 400, "one process took every webhook"
+                body = dumps(text_webhook(wa_id="15559990011", text=f"m{sent}"))
+                async with session.post(
+                    f"http://127.0.0.1:{port}/webhook", data=body, headers=signed(body, "s")
+                ) as response:
+                    assert response.status == 200
+                sent += 1
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    answered_by.add(int((await response.json())["pid"]))
+            scraped = set()
+            for _ in range(10):
+                async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                    scraped.add(accepted_webhooks(await response.text()))
+        assert scraped == {float(sent)}, f"sent {sent}, scrapes said {scraped}"
+
+
 @pytest.mark.services
 async def test_serve_workers_exits_non_zero_when_a_worker_dies(
     tmp_path: Path, real_stack_urls: tuple[str, str]
