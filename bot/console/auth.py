@@ -45,6 +45,17 @@ HOME_PATH: Final = "/console"
 MAX_FAILURES: Final = 10
 FAILURE_WINDOW_S: Final = 900
 
+# Take one attempt from the address's allowance before its token is compared: INCR, and the
+# window's expiry set in the same step (a key never outlives its window, even if the process dies
+# between the two). Read-then-increment let 64 concurrent wrong tokens all be compared.
+_ATTEMPT_LUA: Final = """
+local attempts = redis.call('INCR', KEYS[1])
+if redis.call('TTL', KEYS[1]) < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+return attempts
+"""
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PageHandler = Callable[[web.Request, AgentSession], Awaitable[web.StreamResponse]]
 
@@ -201,8 +212,10 @@ async def login(request: web.Request) -> web.StreamResponse:
             login_link=True,
         )
     redis = request.app[SERVICES].redis
-    failures = int(await redis.get(_failures_key(request)) or 0)
-    if failures >= MAX_FAILURES:
+    throttle_key = _failures_key(request)
+    take_attempt = redis.register_script(_ATTEMPT_LUA)
+    attempts = int(await take_attempt(keys=[throttle_key], args=[FAILURE_WINDOW_S]))
+    if attempts > MAX_FAILURES:
         return refusal(
             request,
             429,
@@ -213,12 +226,10 @@ async def login(request: web.Request) -> web.StreamResponse:
     agent = agent_for_token(settings, token) if isinstance(token, str) else None
     audit = AuditLog(redis)
     if agent is None:
-        pipe = redis.pipeline(transaction=True)
-        pipe.incr(_failures_key(request))
-        pipe.expire(_failures_key(request), FAILURE_WINDOW_S)
-        await pipe.execute()
         await audit.record(agent="", action="login_refused", detail={"remote": _remote(request)})
         return _login_page(request, next_path, error="That token is not valid.", status=401)
+    # A right token gives its attempt back: only failures use up the allowance.
+    await redis.decr(throttle_key)
     session_id, _ = await sessions_of(request).create(agent)
     await audit.record(agent=agent, action="login", detail={"remote": _remote(request)})
     response = secure(redirect(next_path))
