@@ -22,7 +22,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from bot.appkeys import SERVICES, SETTINGS
-from bot.clientaddress import client_address
+from bot.clientaddress import came_over_tls, client_address
 from bot.console.audit import AuditLog
 from bot.console.render import redirect, refusal, render, secure
 from bot.console.sessions import (
@@ -80,7 +80,8 @@ def _set_cookie(
         path=path,
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        # Behind a TLS-terminating proxy the request itself is plain HTTP.
+        secure=came_over_tls(request, request.app[SETTINGS].trusted_proxies),
     )
 
 

@@ -324,3 +324,37 @@ async def test_two_hundred_concurrent_logins_get_no_503_from_the_redis_pool(
         assert statuses == [303] * 200, {s: statuses.count(s) for s in set(statuses)}
         pool = agent.services.redis.connection_pool
         assert pool.max_connections == settings.redis_max_connections
+
+
+async def test_behind_a_tls_proxy_the_session_cookie_is_secure(
+    tmp_path: Any, settings_for: Any
+) -> None:
+    """Regression (issue 9, item 9): behind a TLS-terminating proxy the request is plain HTTP,
+    so the session cookie lacked `Secure` although the browser spoke HTTPS; `X-Forwarded-Proto`
+    from a proxy in TRUSTED_PROXIES was ignored."""
+    from bot.db.migrate import migrate
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'optin.db'}"
+    await migrate(url)
+    trusted = console_settings(
+        settings_for,
+        (url, f"memory://{uuid.uuid4().hex}"),
+        trusted_proxies=parse_networks("127.0.0.0/8, ::1"),
+    )
+    untrusted = console_settings(
+        settings_for,
+        (url, f"memory://{uuid.uuid4().hex}"),
+        trusted_proxies=parse_networks("192.0.2.0/24"),
+    )
+    for settings, secure in ((trusted, True), (untrusted, False)):
+        async with console_app(settings, web_only=True) as agent:
+            headers = {"X-Forwarded-Proto": "https"}
+            form = await agent.client.get("/console/login", headers=headers)
+            login_cookie = next(
+                c for c in form.headers.getall("Set-Cookie") if "optin_console_login=" in c
+            )
+            assert ("Secure" in login_cookie) is secure
+            response = await agent.login(ALICE_TOKEN, headers=headers)
+            assert response.status == 303
+            cookie = next(c for c in response.headers.getall("Set-Cookie") if "optin_console=" in c)
+            assert ("Secure" in cookie) is secure, cookie
