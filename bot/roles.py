@@ -58,7 +58,9 @@ def start_loops(
             on_contact_event=runner,
             hooks=services.hooks,
         )
-        worker = InboundWorker(services.redis, pipeline, consumer=services.consumer)
+        worker = InboundWorker(
+            services.redis, pipeline, consumer=services.consumer, metrics=services.metrics
+        )
         tasks.append(asyncio.create_task(worker.run(stop), name="inbound-worker"))
         tasks.append(
             asyncio.create_task(run_timer_poller(services.timers, stop), name="timer-poller")
