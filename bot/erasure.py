@@ -4,7 +4,9 @@ A business must erase a customer's personal data when asked, and must also never
 customer again: the second duty needs a record of the first. So erasure does not delete the
 contact; it withdraws every category in the ledger, drops the evidence and texts, replaces the
 identifiers by keyed pseudonyms (``bot.db.pseudonyms``) and forgets the contact's state in Redis
-(the console's audit entries about the contact included).
+(the console's audit entries and the business API's remembered answers about the contact
+included: ``bot.redis_keys`` lists every key holding a customer's data and what erasure does to
+it).
 The ledger's hash chains still verify, and the same number writing again is recognised as the
 erased, do-not-contact person (``ContactRepository.resolve``). docs/erasure.md says what is
 removed, what is kept and why.
@@ -28,6 +30,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import redis_keys
 from bot.console.audit import AUDIT_STREAM, contact_audit_stream
 from bot.crm.outbox import CRM_DEAD_STREAM
 from bot.db.engine import session_factory
@@ -153,7 +156,8 @@ class ContactEraser:
         return _receipt(records, redis_entries)
 
     async def _forget_in_redis(self, contact_id: int, identifiers: tuple[str, ...]) -> int:
-        """Delete the contact's window, timers and kept events that name it; count them."""
+        """Delete the contact's window, timers, kept events and remembered API answers that name
+        it, and its number from the sandbox's list; count them."""
         deleted = 0
         if await self._window.closes_at(contact_id) is not None:
             deleted += 1
@@ -165,6 +169,21 @@ class ContactEraser:
         for stream in KEPT_EVENT_STREAMS:
             deleted += await delete_entries_mentioning(self._redis, stream, identifiers)
         deleted += await self._forget_console_audit(contact_id)
+        deleted += await self._forget_api_answers(contact_id)
+        if identifiers:
+            deleted += int(await self._redis.srem(redis_keys.SANDBOX_CONTACTS.name, *identifiers))
+        return deleted
+
+    async def _forget_api_answers(self, contact_id: int) -> int:
+        """The business API's remembered answers naming the contact (``bot.api.idempotency``
+        lists them under the contact). The key-to-body bindings stay: they hold only hashes and
+        keep a retry from being taken for a new request; a retry then finds no answer and runs
+        again, which writes nothing new (its ids derive from the key) and the gate refuses."""
+        index = redis_keys.IDEMPOTENT_ANSWERS_OF_CONTACT.format(contact_id=contact_id)
+        members: Any = await self._redis.smembers(index)
+        answers = sorted(_text(member) for member in members)
+        deleted = int(await self._redis.delete(*answers)) if answers else 0
+        await self._redis.delete(index)
         return deleted
 
     async def _forget_console_audit(self, contact_id: int) -> int:

@@ -22,6 +22,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from bot import redis_keys
 from bot.eventcodec import decode_event
 from bot.metrics import Metrics
 from bot.shardowner import ShardOwner
@@ -87,7 +88,7 @@ class InboundWorker:
             redis,
             self._consume,
             shards=INBOUND_SHARDS,
-            lease_prefix="optin:lease:in",
+            lease_prefix=redis_keys.INBOUND_LEASES.prefix,
             consumer=consumer,
             lease_ms=lease_ms,
             name="inbound",

@@ -58,7 +58,7 @@ class Metrics:
         )
         self.dead_letters_trimmed = Counter(
             "optin_dead_letters_trimmed",
-            "Dead events removed from the full dead-letter stream (optin:dead) to make room",
+            "Dead events removed from the full dead-letter stream to make room for newer ones",
             registry=self.registry,
         )
         self.queue_depth = Gauge(

@@ -19,16 +19,17 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from bot import redis_keys
 from bot.eventcodec import encode_event
 from flows.events import Event
 
 # Fixed, not configurable: changing it while entries are queued would break per-contact order.
 INBOUND_SHARDS = 16
 INBOUND_GROUP = "workers"
-OUTBOUND_STREAM = "optin:out"
+OUTBOUND_STREAM = redis_keys.OUTBOUND.name
 OUTBOUND_GROUP = "senders"
-UNKNOWN_STREAM = "optin:unknown"
-DEAD_LETTER_STREAM = "optin:dead"
+UNKNOWN_STREAM = redis_keys.UNKNOWN.name
+DEAD_LETTER_STREAM = redis_keys.DEAD_LETTERS.name
 #: The dead-letter stream keeps this many entries, the newest; adding one more trims the oldest,
 #: and the caller logs and counts what went (`add_dead_letter`).
 DEAD_LETTER_MAXLEN = 100_000
@@ -92,7 +93,7 @@ async def add_dead_letter(
 
 
 def inbound_stream(shard: int) -> str:
-    return f"optin:in:{shard}"
+    return redis_keys.INBOUND.format(shard=shard)
 
 
 def shard_of(key: str) -> int:
@@ -107,7 +108,7 @@ def shard_key(event: Event) -> str:
 
 
 def dedupe_key(event_id: str) -> str:
-    return f"optin:seen:{event_id}"
+    return redis_keys.SEEN.format(event_id=event_id)
 
 
 @dataclass(frozen=True, slots=True)

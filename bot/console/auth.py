@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from bot import redis_keys
 from bot.appkeys import SERVICES, SETTINGS
 from bot.clientaddress import came_over_tls, client_address
 from bot.console.audit import AuditLog
@@ -193,7 +194,7 @@ def _remote(request: web.Request) -> str:
 
 
 def _failures_key(request: web.Request) -> str:
-    return f"optin:console:login-failures:{_remote(request)}"
+    return redis_keys.CONSOLE_LOGIN_ATTEMPTS.format(address=_remote(request))
 
 
 async def login(request: web.Request) -> web.StreamResponse:
