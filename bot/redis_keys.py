@@ -159,7 +159,7 @@ OUTBOUND: Final = _key(
     "an entry until the sender has sent it (deleted when acknowledged)",
     _CUSTOMER,
     "messages to send: recipient number and text",
-    "not erased: entries are sent within seconds; after the erasure the gate refuses them",
+    "not erased: entries are sent within seconds (one queued before the erasure still goes)",
 )
 QUEUED: Final = _key(
     "optin:queued:{message_id}",
