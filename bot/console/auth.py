@@ -56,6 +56,14 @@ if redis.call('TTL', KEYS[1]) < 0 then
 end
 return attempts
 """
+# Give an attempt back (a right token): never below zero, never on a key that already expired
+# (DECR would recreate it without an expiry).
+_GIVE_BACK_LUA: Final = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
+  return redis.call('DECR', KEYS[1])
+end
+return 0
+"""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PageHandler = Callable[[web.Request, AgentSession], Awaitable[web.StreamResponse]]
@@ -231,7 +239,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         await audit.record(agent="", action="login_refused", detail={"remote": _remote(request)})
         return _login_page(request, next_path, error="That token is not valid.", status=401)
     # A right token gives its attempt back: only failures use up the allowance.
-    await redis.decr(throttle_key)
+    await redis.register_script(_GIVE_BACK_LUA)(keys=[throttle_key])
     session_id, _ = await sessions_of(request).create(agent)
     await audit.record(agent=agent, action="login", detail={"remote": _remote(request)})
     response = secure(redirect(next_path))
