@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from aiohttp import web
 
@@ -30,16 +31,34 @@ from flows.mermaid import to_mermaid
 log = logging.getLogger("optin-bot")
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: a bad option is named in one line, exit 2, no usage dump
+    (the usage is one `--help` away and buries the line that matters in a log)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="optin-bot",
         description="WhatsApp consent bot. Configuration comes from the environment and .env.",
     )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help=f"one of {', '.join(LOG_LEVELS)} (default INFO)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def http_command(name: str, help_text: str) -> argparse.ArgumentParser:
-        cmd = sub.add_parser(name, help=help_text)
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.add_argument("--host", default="127.0.0.1")
         cmd.add_argument("--port", type=int, default=8080)
         cmd.add_argument(
@@ -58,7 +77,9 @@ def _parser() -> argparse.ArgumentParser:
         help="run N processes of the whole service on one port (SO_REUSEPORT); needs a "
         "shared Redis and PostgreSQL (default 1)",
     )
-    http_command("web", "the HTTP role only (webhook, API); scale-out")
+    http_command(
+        "web", "the HTTP role only (webhook, business API, console, health, metrics); scale-out"
+    )
     sub.add_parser("migrate", help="create or upgrade the database schema")
     add_campaign_parser(sub)
     flows = sub.add_parser("flows", help="show the conversation flows")
@@ -108,6 +129,18 @@ def _serve(settings: Settings, args: argparse.Namespace, roles: frozenset[Role])
         if settings.sandbox:
             log.info("sandbox: open %s/sandbox to chat with the bot", url)
 
+    async def stopping(_: web.Application) -> None:
+        loops = sorted(role.value for role in roles - {Role.WEB})
+        log.info(
+            "stop signal: closing the listener, finishing requests in flight%s",
+            f", then draining the {', '.join(loops)} tasks (up to 10 s each)" if loops else "",
+        )
+
+    async def stopped(_: web.Application) -> None:
+        log.info("stopped cleanly")
+
+    app.on_shutdown.append(stopping)
+    app.on_cleanup.append(stopped)
     web.run_app(app, host=args.host, port=args.port, print=announce, access_log=None)
 
 
@@ -120,9 +153,16 @@ async def _run_loops(settings: Settings, roles: frozenset[Role]) -> None:
         tasks = start_loops(services, roles, stop)
         log.info("%s running as consumer %s", "/".join(r.value for r in roles), services.consumer)
         await stop.wait()
+        log.info(
+            "stop signal: draining %d task(s) (%s), up to 15 s each; unacknowledged events stay "
+            "in their stream for the next consumer",
+            len(tasks),
+            ", ".join(task.get_name() for task in tasks),
+        )
         for task in tasks:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, timeout=15)
+    log.info("stopped cleanly")
 
 
 def _flows(args: argparse.Namespace) -> int:

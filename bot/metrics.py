@@ -14,6 +14,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
+    multiprocess,
 )
 
 # `*_created` series double the output and no dashboard of ours reads them.
@@ -23,7 +24,12 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 class Metrics:
     """The counters, gauges and histograms named in the public contract, and a few more."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, shared_dir: str | None = None) -> None:
+        """`shared_dir` (PROMETHEUS_MULTIPROC_DIR) is set when this process is one of several
+        serving as one service (`serve --workers N`): values then live in prometheus-client's
+        per-process files there, and `render` sums every process's, so a scrape that any
+        process answers reports the whole service."""
+        self.shared_dir = shared_dir
         self.registry = CollectorRegistry()
         self.webhook_requests = Counter(
             "optin_webhook_requests",
@@ -62,7 +68,13 @@ class Metrics:
             registry=self.registry,
         )
         self.queue_depth = Gauge(
-            "optin_queue_depth", "Entries in each queue", ["queue"], registry=self.registry
+            "optin_queue_depth",
+            "Entries in each queue",
+            ["queue"],
+            registry=self.registry,
+            # Read from Redis at scrape time by whichever process is scraped: the latest reading
+            # is the truth, not a sum over processes.
+            multiprocess_mode="livemostrecent",
         )
         self.webhook_latency = Histogram(
             "optin_webhook_latency_seconds",
@@ -96,4 +108,8 @@ class Metrics:
             self.queue_depth.labels(queue=queue).set(depth)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.shared_dir is None:
+            return generate_latest(self.registry)
+        service = CollectorRegistry()
+        multiprocess.MultiProcessCollector(service, path=self.shared_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(service)

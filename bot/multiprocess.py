@@ -19,8 +19,10 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import wait
@@ -28,6 +30,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from aiohttp import web
+from prometheus_client import multiprocess as prometheus_multiprocess
 
 from bot.app import create_app
 from bot.roles import ALL_ROLES
@@ -54,8 +57,20 @@ def run_workers(spec: ChildSpec, workers: int) -> int:
     """Start `workers` children, forward SIGTERM/SIGINT to them, and wait for them all.
 
     Returns 0 when every child ended after a stop signal, 1 (or the child's own non-zero status)
-    when one ended by itself.
+    when one ended by itself. The children keep their metrics in a fresh folder of
+    prometheus-client's multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`, inherited through the
+    environment), so `/metrics`, whichever child answers, sums the whole service.
     """
+    metrics_dir = tempfile.mkdtemp(prefix="optin-bot-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        return _run_children(spec, workers, metrics_dir)
+    finally:
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_children(spec: ChildSpec, workers: int, metrics_dir: str) -> int:
     context = multiprocessing.get_context("spawn")  # fresh interpreters: nothing inherited open
     children: list[BaseProcess] = []
     stopping = False
@@ -90,7 +105,7 @@ def run_workers(spec: ChildSpec, workers: int) -> int:
             workers,
             " ".join(str(c.pid) for c in children),
         )
-        status = _supervise(children, lambda: stopping)
+        status = _supervise(children, lambda: stopping, metrics_dir)
         if status != 0:
             forward()
         _reap(children)
@@ -100,14 +115,17 @@ def run_workers(spec: ChildSpec, workers: int) -> int:
             signal.signal(sig, handler)
 
 
-def _supervise(children: list[BaseProcess], stopping: Callable[[], bool]) -> int:
-    """Wait until every child has ended; the first unexpected end decides the exit status."""
+def _supervise(children: list[BaseProcess], stopping: Callable[[], bool], metrics_dir: str) -> int:
+    """Wait until every child has ended; the first unexpected end decides the exit status.
+    A child's counters stay in the service's totals after it ends; its live gauges go."""
     running = list(children)
     while running:
         ready = wait([c.sentinel for c in running], timeout=0.5)
         for child in [c for c in running if c.sentinel in ready]:
             child.join()
             running.remove(child)
+            if child.pid is not None:
+                prometheus_multiprocess.mark_process_dead(child.pid, metrics_dir)  # type: ignore[no-untyped-call]
             if not stopping():
                 code = child.exitcode or 0
                 log.error(

@@ -37,7 +37,7 @@ from bot.metrics import Metrics
 from bot.outbound import OutboundQueue
 from bot.redisconn import connect_redis
 from bot.sender import GraphTransport, SandboxTransport, Transport
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError
 from bot.streams import InboundQueue
 from bot.timers import TimerStore
 from bot.window import WindowStore
@@ -76,6 +76,9 @@ def consumer_name() -> str:
 
 
 def check_startup(settings: Settings, *, insecure_no_signature: bool, multi_process: bool) -> None:
+    """Refuse, before the first log line, a configuration the service cannot keep its promises
+    with: a bad setting raises `SettingsError` naming it, anything else `StartupError`."""
+    load_language(settings)
     if not settings.sandbox and settings.app_secret is None and not insecure_no_signature:
         raise StartupError(
             "WHATSAPP_APP_SECRET is required when WHATSAPP_ACCESS_TOKEN is set (it verifies "
@@ -125,10 +128,22 @@ def describe_mode(settings: Settings) -> list[str]:
 def load_language(settings: Settings) -> Language:
     """Locale files and categories, checked before anything connects."""
     try:
-        return Language.build(
-            load_locales(), load_categories(settings.categories_file), settings.default_locale
+        catalogs = load_locales()
+    except LocaleError as exc:
+        raise StartupError(str(exc)) from exc
+    if settings.default_locale not in catalogs:
+        raise SettingsError(
+            "DEFAULT_LOCALE",
+            f"no locale file for {settings.default_locale!r} "
+            f"(available: {', '.join(sorted(catalogs))})",
         )
-    except (LocaleError, CategoriesError, ValueError) as exc:
+    try:
+        categories = load_categories(settings.categories_file)
+    except CategoriesError as exc:
+        raise SettingsError("CATEGORIES_FILE", str(exc).removeprefix("CATEGORIES_FILE ")) from exc
+    try:
+        return Language.build(catalogs, categories, settings.default_locale)
+    except (LocaleError, ValueError) as exc:
         raise StartupError(str(exc)) from exc
 
 
@@ -188,7 +203,7 @@ async def open_services(settings: Settings, *, auto_migrate: bool) -> AsyncItera
             inbound_queue=InboundQueue(redis),
             outbound_queue=OutboundQueue(redis, transcript),
             transport=transport,
-            metrics=Metrics(),
+            metrics=Metrics(shared_dir=settings.metrics_dir),
             consumer=consumer_name(),
             language=language,
             timers=TimerStore(redis),

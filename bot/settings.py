@@ -85,6 +85,11 @@ class Settings:
     pseudonym_key: str | None = None
     #: `TRUSTED_PROXIES`: load balancers whose `X-Forwarded-For` names the real client.
     trusted_proxies: tuple[Network, ...] = ()
+    #: `PROMETHEUS_MULTIPROC_DIR`: where the processes of one service keep their metric values
+    #: (prometheus-client's multiprocess mode), so that `/metrics` of any of them reports them
+    #: all. `serve --workers N` sets it for its children; set it yourself only to run several
+    #: processes of one machine as one service.
+    metrics_dir: str | None = None
 
     def template_language(self, locale: str) -> str:
         """The template language code for a contact's locale (`TEMPLATE_LANGUAGES`, else the
@@ -112,6 +117,12 @@ class Settings:
     @property
     def messages_url(self) -> str:
         return f"{self.graph_api_url}/{self.phone_number_id}/messages"
+
+
+def _metrics_dir(value: str | None) -> str | None:
+    if value is not None and not Path(value).is_dir():
+        raise SettingsError("PROMETHEUS_MULTIPROC_DIR", f"no such directory: {value}")
+    return value
 
 
 def _clean(value: str | None) -> str | None:
@@ -318,4 +329,9 @@ def load_settings(
         quality_guard_optout_rate=guard_rate,
         pseudonym_key=pseudonym_key,
         trusted_proxies=_trusted_proxies(get("TRUSTED_PROXIES")),
+        # From the real environment only, never `.env`: prometheus-client reads this variable
+        # itself when it is imported, so a value it cannot see would make `/metrics` empty.
+        metrics_dir=_metrics_dir(
+            _clean((os.environ if environ is None else environ).get("PROMETHEUS_MULTIPROC_DIR"))
+        ),
     )

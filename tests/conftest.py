@@ -26,6 +26,23 @@ from tests.fakes.webhooks import APP_SECRET
 REDIS_TEST_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
 if REDIS_TEST_URL.startswith("memory://"):
     REDIS_TEST_URL = "redis://127.0.0.1:6379/15"
+
+
+def _per_worker(url: str) -> str:
+    """Under pytest-xdist (`-n 2`), each worker process gets its own Redis database, counting
+    down from the configured one and skipping 14 (tests/bot/test_cli.py's), so workers never
+    flush each other's keys."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    base, _, db = url.rpartition("/")
+    if not db.isdigit():
+        return url
+    number = int(db) - int(worker[2:]) * 2
+    return f"{base}/{number if number >= 0 else number % 16}"
+
+
+REDIS_TEST_URL = _per_worker(REDIS_TEST_URL)
 PG_TEST_URL = (
     os.environ.get("TEST_DATABASE_URL") or "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )

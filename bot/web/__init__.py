@@ -30,3 +30,13 @@ def setup_templates(app: web.Application, *template_dirs: Path) -> None:
     )
     env.globals["static"] = lambda path: STATIC_PREFIX + path.lstrip("/")
     app.router.add_static(STATIC_PREFIX, WEB_DIR / "static", name="static", append_version=False)
+    # Browsers ask for /favicon.ico on every page whatever the page links; answer it rather than
+    # fill the logs with 404s.
+    app.router.add_get("/favicon.ico", _favicon)
+
+
+async def _favicon(_: web.Request) -> web.FileResponse:
+    return web.FileResponse(
+        WEB_DIR / "static" / "favicon.ico",
+        headers={"Content-Type": "image/x-icon", "Cache-Control": "public, max-age=86400"},
+    )

@@ -175,6 +175,77 @@ def test_bad_configuration_is_one_clear_line(
     assert len(lines) == 1 and needle in lines[0], result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (("--log-level", "LOUD", "serve"), {}, "--log-level"),
+        (("serve", "--port", "eighty"), {}, "--port"),
+        (("serve",), {"DEFAULT_LOCALE": "xx"}, "DEFAULT_LOCALE"),
+        (("serve",), {"CATEGORIES_FILE": "/nonexistent.toml"}, "CATEGORIES_FILE"),
+        (("ledger", "verify"), {"DEFAULT_LOCALE": "x1"}, "DEFAULT_LOCALE"),
+    ],
+)
+def test_every_bad_option_or_setting_is_one_line_exit_2_no_traceback(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], needle: str
+) -> None:
+    """Regression: `--log-level LOUD` ended in a ValueError traceback, and DEFAULT_LOCALE=xx
+    failed after four startup lines as "cannot start" instead of a configuration error."""
+    result = run_cli(*args, env=env, cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_default_locale_is_a_configuration_error_naming_the_choices(
+    tmp_path: Path,
+) -> None:
+    result = run_cli("serve", env={"DEFAULT_LOCALE": "xx"}, cwd=tmp_path)
+    assert result.stderr.startswith("optin-bot: configuration error: DEFAULT_LOCALE"), result
+    assert "available: " in result.stderr and "es" in result.stderr
+
+
+def test_log_level_is_case_insensitive(tmp_path: Path) -> None:
+    result = run_cli("--log-level", "debug", "flows", env={}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_web_help_names_the_console_health_and_metrics(tmp_path: Path) -> None:
+    """Regression: `optin-bot web --help` omitted the console the web role serves."""
+    for args in (("web", "--help"), ("--help",)):
+        result = run_cli(*args, env={}, cwd=tmp_path)
+        words = " ".join(result.stdout.split())
+        for served in ("webhook", "business API", "console", "health", "metrics"):
+            assert served in words, result.stdout
+
+
+async def test_sigterm_logs_what_it_drains_and_exits_0(tmp_path: Path) -> None:
+    """Regression: SIGTERM stopped `serve` without a word in the log."""
+    port = free_port()
+    with process("serve", "--port", str(port), env={}, cwd=tmp_path) as proc:
+        async with http() as session:
+            await wait_healthy(session, port, proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    out = output_of(proc)
+    stop_line = next(line for line in out.splitlines() if "stop signal" in line)
+    assert "draining" in stop_line and "worker" in stop_line and "sender" in stop_line
+    assert "stopped cleanly" in out
+
+
+async def test_favicon_is_served(tmp_path: Path) -> None:
+    """Regression: every page asked for /favicon.ico and got 404."""
+    port = free_port()
+    with process("serve", "--port", str(port), env={}, cwd=tmp_path) as proc:
+        async with http() as session:
+            await wait_healthy(session, port, proc)
+            async with session.get(f"http://127.0.0.1:{port}/favicon.ico") as response:
+                assert response.status == 200
+                assert response.content_type == "image/x-icon"
+                assert (await response.read())[:4] == b"\x00\x00\x01\x00"
+
+
 def test_scale_out_roles_refuse_the_in_process_redis(tmp_path: Path) -> None:
     result = run_cli("worker", env={}, cwd=tmp_path)
     assert result.returncode == 2
@@ -306,6 +377,51 @@ async def test_serve_workers_runs_processes_on_one_port_and_sigterm_stops_them_a
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=40) == 0, output_of(proc)
     assert not any(alive(pid) for pid in pids), "every worker process ended with the parent"
+
+
+def accepted_webhooks(metrics_text: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if (
+                sample.name == "optin_webhook_requests_total"
+                and sample.labels.get("result") == "accepted"
+            ):
+                return float(sample.value)
+    raise AssertionError("no optin_webhook_requests_total{result=accepted} in /metrics")
+
+
+@pytest.mark.services
+async def test_serve_workers_metrics_sum_every_process(
+    tmp_path: Path, real_stack_urls: tuple[str, str]
+) -> None:
+    """Regression: under `serve --workers N`, /metrics showed whichever process took the
+    connection; each scrape must report the whole service's counters."""
+    database_url, redis_url = real_stack_urls
+    port = free_port()
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "WHATSAPP_APP_SECRET": "s"}
+    with process("serve", "--workers", "2", "--port", str(port), env=env, cwd=tmp_path) as proc:
+        await answering_pids(port, proc, expected=2)
+        connector = aiohttp.TCPConnector(force_close=True)  # each request may reach either child
+        async with aiohttp.ClientSession(connector=connector) as session:
+            answered_by: set[int] = set()
+            sent = 0
+            while len(answered_by) < 2 or sent < 20:
+                assert sent < 400, "one process took every webhook"
+                body = dumps(text_webhook(wa_id="15559990011", text=f"m{sent}"))
+                async with session.post(
+                    f"http://127.0.0.1:{port}/webhook", data=body, headers=signed(body, "s")
+                ) as response:
+                    assert response.status == 200
+                sent += 1
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    answered_by.add(int((await response.json())["pid"]))
+            scraped = set()
+            for _ in range(10):
+                async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                    scraped.add(accepted_webhooks(await response.text()))
+        assert scraped == {float(sent)}, f"sent {sent}, scrapes said {scraped}"
 
 
 @pytest.mark.services
