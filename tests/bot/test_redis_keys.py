@@ -77,12 +77,15 @@ def test_the_scan_finds_keys_in_strings_and_f_strings(tmp_path: Path) -> None:
     assert key_literals(source) == [(2, "optin:window:1"), (5, "optin:in:")]
 
 
-def test_the_readme_table_is_the_modules() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+@pytest.mark.parametrize("page", ["README.md", "docs/reference.md"])
+def test_the_documented_table_is_the_modules(page: str) -> None:
+    text = (ROOT / page).read_text(encoding="utf-8")
     match = re.search(
-        r"<!-- redis-keys:start -->\n(.*?)<!-- redis-keys:end -->", readme, flags=re.S
+        r"^## Redis keys\n.*?<!-- redis-keys:start -->\n(.*?)<!-- redis-keys:end -->",
+        text,
+        flags=re.S | re.M,
     )
-    assert match, "README.md has no generated Redis keys table"
+    assert match, f"{page} has no generated table in a 'Redis keys' section"
     assert match.group(1) == markdown_table(), "regenerate it: python -m bot.redis_keys"
 
 
