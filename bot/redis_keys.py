@@ -176,7 +176,7 @@ DELIVERED: Final = _key(
     _WEEK,
     _CUSTOMER,
     "Meta's id of the sent message (it encodes the number)",
-    "left to expire: it is what keeps a redelivered queue entry from being sent again",
+    "the value becomes an erased: digest; the key stays its 7 days (it stops a second send)",
 )
 SEND_ATTEMPT: Final = _key(
     "optin:send:attempt:{tag}",
@@ -193,7 +193,7 @@ SEND_OUTCOME: Final = _key(
     _WEEK,
     _CUSTOMER,
     "Meta's id of the sent message (it encodes the number)",
-    "left to expire: it is what keeps an interrupted template from being sent twice",
+    "the value becomes an erased: digest; the key stays its 7 days (it stops a second send)",
 )
 SEND_RATE: Final = _key(
     "optin:rate:{phone_number_id}",

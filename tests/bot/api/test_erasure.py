@@ -427,3 +427,44 @@ async def test_the_business_apis_remembered_answers_about_the_contact_are_delete
     )
     assert retried.status != 202
     assert "Erasable" not in await retried.text() and NUMBER not in await retried.text()
+
+
+async def test_the_senders_markers_keep_no_message_id_of_the_contact(
+    aiohttp_client: ClientFactory, stack_urls: tuple[str, str], settings_for: Any
+) -> None:
+    """The markers that stop a second send (`optin:delivered:<id>`, `optin:send:outcome:<tag>`)
+    hold Meta's message id, which encodes the number: erasure keeps the markers (and their
+    expiry) but replaces the id by its `erased:` digest."""
+    from bot.db.consent_models import erased_event_key
+    from bot.redis_keys import DELIVERED, SEND_OUTCOME
+
+    client = await records_client(aiohttp_client, stack_urls, settings_for)
+    services = services_of(client)
+    await say(client, "Hola", meta_wamid(NUMBER))
+    contact_id = (await eventually(lambda: consent(client)))["contact"]["id"]
+    sent = await client.post(
+        "/v1/messages",
+        json={"to": NUMBER, "category": "order_updates", "text": "Shipped"},
+        headers={**AUTH, "Idempotency-Key": "order-9"},
+    )
+    assert sent.status == 202, await sent.text()
+    message_id = (await sent.json())["message_id"]
+
+    async def recorded() -> bool:
+        rows = await services.transcript.list_for_contact(contact_id)
+        return any(r.message_id == message_id for r in rows)
+
+    await eventually(recorded)
+    wamid = meta_wamid(NUMBER)  # what a live sender would have kept
+    markers = [DELIVERED.format(message_id=message_id), SEND_OUTCOME.format(tag=message_id)]
+    for marker in markers:
+        await services.redis.set(marker, wamid, ex=3600)
+
+    response = await client.delete(f"/v1/contacts/{NUMBER}", headers=AUTH)
+
+    assert response.status == 200
+    for marker in markers:
+        assert await services.redis.get(marker) == erased_event_key(wamid)
+        assert 0 < await services.redis.ttl(marker) <= 3600
+    in_redis, _ = await redis_text(services.redis)
+    assert wamid not in in_redis and NUMBER not in in_redis
