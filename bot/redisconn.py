@@ -21,10 +21,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from bot.settings import DEFAULT_REDIS_MAX_CONNECTIONS, DEFAULT_REDIS_POOL_TIMEOUT_SECONDS
+
 MEMORY_SCHEME = "memory://"
-#: `REDIS_MAX_CONNECTIONS` and `REDIS_POOL_TIMEOUT` when unset.
-DEFAULT_MAX_CONNECTIONS = 100
-DEFAULT_POOL_TIMEOUT_SECONDS = 10.0
 
 # One in-process server per name (`memory://` is the name ""), so every client built for the same
 # URL sees the same data, exactly as separate connections to one real server would.
@@ -42,8 +41,8 @@ def _fake_server(name: str) -> Any:
 def connect_redis(
     url: str,
     *,
-    max_connections: int = DEFAULT_MAX_CONNECTIONS,
-    pool_timeout: float = DEFAULT_POOL_TIMEOUT_SECONDS,
+    max_connections: int = DEFAULT_REDIS_MAX_CONNECTIONS,
+    pool_timeout: float = DEFAULT_REDIS_POOL_TIMEOUT_SECONDS,
 ) -> Redis:
     """A client for `url` (`redis://`, `rediss://`, `unix://`, `memory://[name]`); str replies.
 
