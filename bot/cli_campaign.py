@@ -92,7 +92,11 @@ def run_campaign(settings: Settings, args: argparse.Namespace) -> int:
 async def _service(settings: Settings) -> AsyncIterator[CampaignService]:
     language = load_language(settings)
     engine = create_engine(settings.database_url)
-    redis = connect_redis(settings.redis_url)
+    redis = connect_redis(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        pool_timeout=settings.redis_pool_timeout,
+    )
     try:
         yield CampaignService(
             CampaignRepository(session_factory(engine)),

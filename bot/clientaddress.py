@@ -53,3 +53,23 @@ def client_address(request: web.Request, proxies: Sequence[Network]) -> str:
         if not _trusted(hop, proxies):
             return hop
     return hops[0] if hops else peer
+
+
+def came_over_tls(request: web.Request, proxies: Sequence[Network]) -> bool:
+    """Whether the client reached us over TLS: directly, or through a trusted proxy that says
+    so in `X-Forwarded-Proto` (its last value: the one the proxy next to us set).
+
+    Only a proxy named in `TRUSTED_PROXIES` is believed, as for `X-Forwarded-For`; from anyone
+    else the header is ignored."""
+    if request.secure:
+        return True
+    peer = request.remote or ""
+    if not proxies or not _trusted(peer, proxies):
+        return False
+    values = [
+        value.strip().lower()
+        for header in request.headers.getall(hdrs.X_FORWARDED_PROTO, [])
+        for value in header.split(",")
+        if value.strip()
+    ]
+    return bool(values) and values[-1] == "https"

@@ -4,7 +4,9 @@ A business must erase a customer's personal data when asked, and must also never
 customer again: the second duty needs a record of the first. So erasure does not delete the
 contact; it withdraws every category in the ledger, drops the evidence and texts, replaces the
 identifiers by keyed pseudonyms (``bot.db.pseudonyms``) and forgets the contact's state in Redis
-(the console's audit entries about the contact included).
+(the console's audit entries and the business API's remembered answers about the contact
+included: ``bot.redis_keys`` lists every key holding a customer's data and what erasure does to
+it).
 The ledger's hash chains still verify, and the same number writing again is recognised as the
 erased, do-not-contact person (``ContactRepository.resolve``). docs/erasure.md says what is
 removed, what is kept and why.
@@ -26,15 +28,19 @@ from typing import Any, TextIO
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import redis_keys
 from bot.console.audit import AUDIT_STREAM, contact_audit_stream
 from bot.crm.outbox import CRM_DEAD_STREAM
+from bot.db.consent_models import ERASED_KEY_PREFIX, erased_event_key
 from bot.db.engine import session_factory
 from bot.db.erasure import ErasedRecords, ErasureRequest, erase_records
-from bot.db.models import utcnow
+from bot.db.models import TranscriptEntry, utcnow
 from bot.db.pseudonyms import Pseudonymiser
 from bot.hooks import Hooks
+from bot.send_guard import SANDBOX_OUTCOME
 from bot.services import Services, check_startup, open_services
 from bot.settings import Settings
 from bot.streams import DEAD_LETTER_STREAM, UNKNOWN_STREAM
@@ -153,7 +159,9 @@ class ContactEraser:
         return _receipt(records, redis_entries)
 
     async def _forget_in_redis(self, contact_id: int, identifiers: tuple[str, ...]) -> int:
-        """Delete the contact's window, timers and kept events that name it; count them."""
+        """Delete the contact's window, timers, kept events and remembered API answers that name
+        it, and its number from the sandbox's list; digest the message ids kept by the sender's
+        markers; count them."""
         deleted = 0
         if await self._window.closes_at(contact_id) is not None:
             deleted += 1
@@ -165,6 +173,57 @@ class ContactEraser:
         for stream in KEPT_EVENT_STREAMS:
             deleted += await delete_entries_mentioning(self._redis, stream, identifiers)
         deleted += await self._forget_console_audit(contact_id)
+        deleted += await self._forget_api_answers(contact_id)
+        deleted += await self._digest_sent_markers(contact_id)
+        if identifiers:
+            deleted += int(await self._redis.srem(redis_keys.SANDBOX_CONTACTS.name, *identifiers))
+        return deleted
+
+    async def _digest_sent_markers(self, contact_id: int) -> int:
+        """The sender's markers of the contact's sent messages (``optin:delivered:<id>``,
+        ``optin:send:outcome:<tag>``) hold Meta's message id, which encodes the number. They
+        must stay for their 7 days (they are what stops a second send), so their value becomes
+        the same ``erased:`` digest the database now keeps for that message id."""
+        async with self._sessions() as session:
+            found = await session.exec(
+                select(TranscriptEntry.message_id).where(
+                    col(TranscriptEntry.contact_id) == contact_id,
+                    col(TranscriptEntry.direction) == "outbound",
+                    col(TranscriptEntry.message_id).is_not(None),
+                )
+            )
+            message_ids = [message_id for message_id in found.all() if message_id]
+        changed = 0
+        for start in range(0, len(message_ids), STREAM_SCAN_BATCH):
+            batch = message_ids[start : start + STREAM_SCAN_BATCH]
+            keys = [
+                key
+                for message_id in batch
+                for key in (
+                    redis_keys.DELIVERED.format(message_id=message_id),
+                    redis_keys.SEND_OUTCOME.format(tag=message_id),
+                )
+            ]
+            values = await self._redis.mget(keys)
+            pipe = self._redis.pipeline(transaction=False)
+            for key, value in zip(keys, values, strict=True):
+                wamid = _text(value) if value is not None else None
+                if wamid and wamid != SANDBOX_OUTCOME and not wamid.startswith(ERASED_KEY_PREFIX):
+                    pipe.set(key, erased_event_key(wamid), xx=True, keepttl=True)
+                    changed += 1
+            await pipe.execute()
+        return changed
+
+    async def _forget_api_answers(self, contact_id: int) -> int:
+        """The business API's remembered answers naming the contact (``bot.api.idempotency``
+        lists them under the contact). The key-to-body bindings stay: they hold only hashes and
+        keep a retry from being taken for a new request; a retry then finds no answer and runs
+        again, which writes nothing new (its ids derive from the key) and the gate refuses."""
+        index = redis_keys.IDEMPOTENT_ANSWERS_OF_CONTACT.format(contact_id=contact_id)
+        members: Any = await self._redis.smembers(index)
+        answers = sorted(_text(member) for member in members)
+        deleted = int(await self._redis.delete(*answers)) if answers else 0
+        await self._redis.delete(index)
         return deleted
 
     async def _forget_console_audit(self, contact_id: int) -> int:

@@ -7,6 +7,8 @@ joined to their contacts' identifiers one batch at a time, and turned into CSV o
 chunks that the HTTP layer writes out as they come: memory stays flat whatever the size.
 
 After an erasure a contact appears under its pseudonyms, opted out, with its evidence empty.
+CSV cells that a spreadsheet would run as formulas get a leading `'` (``bot.csvsafe``); JSON
+Lines keeps every value exactly.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.csvsafe import formula_safe_row
 from bot.db.consent_models import ConsentEvent, ConsentState
 from bot.db.ledger import LedgerRepository
 from bot.db.models import Contact
@@ -156,7 +159,7 @@ class ConsentExport:
         writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\r\n")
         writer.writeheader()
         async for batch in self.records(since=since):
-            writer.writerows(batch)
+            writer.writerows(formula_safe_row(record) for record in batch)
             yield buffer.getvalue().encode("utf-8")
             buffer.seek(0)
             buffer.truncate()

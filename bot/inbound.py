@@ -22,12 +22,17 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from bot import redis_keys
 from bot.eventcodec import decode_event
+from bot.metrics import Metrics
 from bot.shardowner import ShardOwner
 from bot.streams import (
+    DEAD_LETTER_MAXLEN,
     DEAD_LETTER_STREAM,
     INBOUND_GROUP,
     INBOUND_SHARDS,
+    Trimmed,
+    add_dead_letter,
     ensure_group,
     inbound_stream,
     is_missing_stream,
@@ -71,15 +76,19 @@ class InboundWorker:
         consumer: str,
         lease_ms: int = 15_000,
         retry_cap_seconds: float = 5.0,
+        metrics: Metrics | None = None,
+        dead_letter_maxlen: int = DEAD_LETTER_MAXLEN,
     ) -> None:
         self._redis = redis
+        self._metrics = metrics
+        self._dead_letter_maxlen = dead_letter_maxlen
         self._handler = handler
         self._consumer = consumer
         self._owner = ShardOwner(
             redis,
             self._consume,
             shards=INBOUND_SHARDS,
-            lease_prefix="optin:lease:in",
+            lease_prefix=redis_keys.INBOUND_LEASES.prefix,
             consumer=consumer,
             lease_ms=lease_ms,
             name="inbound",
@@ -185,10 +194,30 @@ class InboundWorker:
     async def _dead_letter(
         self, stream: str, entry_id: str, fields: dict[str, str], error: str
     ) -> None:
-        await self._redis.xadd(
-            DEAD_LETTER_STREAM,
+        _, trimmed = await add_dead_letter(
+            self._redis,
             {"stream": stream, "entry": entry_id, "error": error[:2000], "e": fields.get("e", "")},
-            maxlen=100_000,
-            approximate=True,
+            maxlen=self._dead_letter_maxlen,
         )
+        if trimmed:
+            self._report_trimmed(trimmed)
         await self._ack(stream, entry_id)
+
+    def _report_trimmed(self, trimmed: list[Trimmed]) -> None:
+        """Never silently: the dead-letter stream was full, so its oldest entries are gone."""
+        events = []
+        for entry in trimmed:
+            try:
+                events.append(decode_event(entry.event).event_id)
+            except Exception:
+                events.append("(undecodable)")
+        log.error(
+            "%s is full (%d entries): trimmed %d oldest dead events, entries %s, events %s",
+            DEAD_LETTER_STREAM,
+            self._dead_letter_maxlen,
+            len(trimmed),
+            ", ".join(entry.entry_id for entry in trimmed),
+            ", ".join(events),
+        )
+        if self._metrics is not None:
+            self._metrics.dead_letters_trimmed.inc(len(trimmed))

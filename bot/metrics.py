@@ -62,6 +62,11 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.dead_letters_trimmed = Counter(
+            "optin_dead_letters_trimmed",
+            "Dead events removed from the full dead-letter stream to make room for newer ones",
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "optin_queue_depth",
             "Entries in each queue",

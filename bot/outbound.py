@@ -19,6 +19,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from bot import redis_keys
 from bot.db.transcript import OutboundRecord, TranscriptRepository
 from bot.streams import DEDUPE_TTL_SECONDS, OUTBOUND_STREAM
 
@@ -123,7 +124,10 @@ class OutboundQueue:
         if not messages:
             return []
         added = await self._enqueue(
-            keys=[*(f"optin:queued:{m.message_id}" for m in messages), OUTBOUND_STREAM],
+            keys=[
+                *(redis_keys.QUEUED.format(message_id=m.message_id) for m in messages),
+                OUTBOUND_STREAM,
+            ],
             args=[*(m.encode() for m in messages), DEDUPE_TTL_SECONDS],
         )
         return [bool(flag) for flag in added]

@@ -16,6 +16,7 @@ from dataclasses import asdict
 
 from redis.asyncio import Redis
 
+from bot import redis_keys
 from bot.db.contacts import ContactRepository
 from bot.db.models import Contact
 from bot.db.pseudonyms import is_erased
@@ -29,7 +30,7 @@ from flows import events as ev
 
 log = logging.getLogger(__name__)
 
-BUSINESS_EVENTS_STREAM = "optin:business-events"
+BUSINESS_EVENTS_STREAM = redis_keys.BUSINESS_EVENTS.name
 KEPT_ENTRIES = 100_000
 
 ContactEventHook = Callable[[Contact, ev.Event], Awaitable[None]]

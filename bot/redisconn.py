@@ -3,17 +3,25 @@
 `memory://` gives an in-process Redis (fakeredis) so that `optin-bot serve` runs on a bare machine;
 it speaks the same commands, Lua scripts and streams as a real server, which is why every Redis
 contract test runs against both. It is process-local: the scale-out roles refuse it.
+
+A real server is reached through a `BlockingConnectionPool` of an explicit size
+(`REDIS_MAX_CONNECTIONS`): when every connection is busy a command waits for one (at most
+`REDIS_POOL_TIMEOUT` seconds) instead of failing at once with "Too many connections", which is
+what redis-py's default pool does past 100 connections and what turned a burst of console logins
+into 503s. Size it for the blocking readers of the roles a process runs (16 inbound shards, 16
+CRM shards, the sender: about 35 in `serve`) plus the requests it serves at once.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import redis.asyncio as redis_async
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+from bot.settings import DEFAULT_REDIS_MAX_CONNECTIONS, DEFAULT_REDIS_POOL_TIMEOUT_SECONDS
 
 MEMORY_SCHEME = "memory://"
 
@@ -35,8 +43,16 @@ def memory_server(url: str) -> Any:
     return _fake_server(url[len(MEMORY_SCHEME) :])
 
 
-def connect_redis(url: str) -> Redis:
-    """A client for `url` (`redis://`, `rediss://`, `unix://`, `memory://[name]`); str replies."""
+def connect_redis(
+    url: str,
+    *,
+    max_connections: int = DEFAULT_REDIS_MAX_CONNECTIONS,
+    pool_timeout: float = DEFAULT_REDIS_POOL_TIMEOUT_SECONDS,
+) -> Redis:
+    """A client for `url` (`redis://`, `rediss://`, `unix://`, `memory://[name]`); str replies.
+
+    At most `max_connections` connections to a real server; a command finding them all busy
+    waits up to `pool_timeout` seconds for one."""
     if url.startswith(MEMORY_SCHEME):
         from fakeredis import aioredis
 
@@ -46,8 +62,10 @@ def connect_redis(url: str) -> Redis:
     # One quick retry on a broken pooled connection (Redis restarted, a proxy dropped it): the
     # pool then dials afresh. Every write we make is idempotent (SET NX, deterministic ids), so a
     # command that did run before its answer was lost does no harm when repeated.
-    return redis_async.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=pool_timeout,
         decode_responses=True,
         socket_connect_timeout=2.0,
         socket_timeout=10.0,
@@ -55,6 +73,8 @@ def connect_redis(url: str) -> Redis:
         retry=Retry(NoBackoff(), 1),
         retry_on_error=[RedisConnectionError],
     )
+    # The client owns the pool: closing the client closes its connections.
+    return Redis.from_pool(pool)
 
 
 async def redis_ok(client: Redis) -> bool:

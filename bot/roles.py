@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterable
 from enum import Enum
 
+from bot import redis_keys
 from bot.campaigns.wiring import CampaignSending
 from bot.conversations import ConversationRunner
 from bot.inbound import InboundWorker
@@ -58,7 +59,9 @@ def start_loops(
             on_contact_event=runner,
             hooks=services.hooks,
         )
-        worker = InboundWorker(services.redis, pipeline, consumer=services.consumer)
+        worker = InboundWorker(
+            services.redis, pipeline, consumer=services.consumer, metrics=services.metrics
+        )
         tasks.append(asyncio.create_task(worker.run(stop), name="inbound-worker"))
         tasks.append(
             asyncio.create_task(run_timer_poller(services.timers, stop), name="timer-poller")
@@ -66,7 +69,7 @@ def start_loops(
     if Role.SENDER in roles:
         limiter = RateLimiter(
             services.redis,
-            f"optin:rate:{services.settings.phone_number_id}",
+            redis_keys.SEND_RATE.format(phone_number_id=services.settings.phone_number_id),
             services.settings.send_rate,
         )
         campaigns = CampaignSending.build(services)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from redis.asyncio import Redis
 
+from bot import redis_keys
 from bot.graph import GraphError
 from bot.streams import DEDUPE_TTL_SECONDS
 from flows import events as ev
@@ -81,12 +82,12 @@ return 0
 
 def attempt_key(tag: str) -> str:
     """When the latest attempt to send the message tagged `tag` started (epoch ms)."""
-    return f"optin:send:attempt:{tag}"
+    return redis_keys.SEND_ATTEMPT.format(tag=tag)
 
 
 def outcome_key(tag: str) -> str:
     """Where the word that the message tagged `tag` reached Meta is kept (its wamid)."""
-    return f"optin:send:outcome:{tag}"
+    return redis_keys.SEND_OUTCOME.format(tag=tag)
 
 
 def tag_of(body: Mapping[str, Any]) -> str | None:

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from bot import redis_keys
 from bot.db.transcript import OutboundMark, TranscriptRepository
 from bot.graph import CloudApiClient, GraphError
 from bot.inbound import TRANSIENT_ERRORS
@@ -119,7 +120,7 @@ BATCHES_IN_FLIGHT = 2
 
 
 def _delivered_key(message_id: str) -> str:
-    return f"optin:delivered:{message_id}"
+    return redis_keys.DELIVERED.format(message_id=message_id)
 
 
 class Sender:

@@ -165,7 +165,11 @@ async def open_services(settings: Settings, *, auto_migrate: bool) -> AsyncItera
     if auto_migrate and settings.embedded_database:
         await migrate(settings.database_url)
     engine = create_engine(settings.database_url)
-    redis = connect_redis(settings.redis_url)
+    redis = connect_redis(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        pool_timeout=settings.redis_pool_timeout,
+    )
     http: aiohttp.ClientSession | None = None
     crm: CrmSync | None = None
     snapshot: RedisSnapshot | None = None

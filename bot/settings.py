@@ -21,6 +21,9 @@ from bot.clientaddress import Network, parse_networks
 DEFAULT_GRAPH_API_URL = "https://graph.facebook.com/v25.0"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///optin.db"
 DEFAULT_REDIS_URL = "memory://"
+DEFAULT_REDIS_MAX_CONNECTIONS = 100
+MAX_REDIS_MAX_CONNECTIONS = 10_000
+DEFAULT_REDIS_POOL_TIMEOUT_SECONDS = 10.0
 MAX_SEND_RATE = 1000.0
 #: The key of erased contacts' pseudonyms in sandbox mode only: public, so it protects nothing.
 #: A live service must set its own PSEUDONYM_KEY (and never change it: see docs/erasure.md).
@@ -51,6 +54,11 @@ class Settings:
     graph_api_url: str = DEFAULT_GRAPH_API_URL
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str = DEFAULT_REDIS_URL
+    #: `REDIS_MAX_CONNECTIONS`: the size of this process's Redis connection pool; a command
+    #: finding every connection busy waits for one (`bot.redisconn`).
+    redis_max_connections: int = DEFAULT_REDIS_MAX_CONNECTIONS
+    #: `REDIS_POOL_TIMEOUT`: seconds a command waits for a free connection before it fails.
+    redis_pool_timeout: float = DEFAULT_REDIS_POOL_TIMEOUT_SECONDS
     business_name: str = "Example Business"
     api_token: str | None = None
     #: (agent name, token) pairs of `AGENT_TOKENS`: each agent logs in to the console with their
@@ -225,6 +233,16 @@ def load_settings(
             "SEND_RATE", f"must be > 0 and <= {MAX_SEND_RATE:g} messages per second"
         )
 
+    pool_text = get("REDIS_MAX_CONNECTIONS") or str(DEFAULT_REDIS_MAX_CONNECTIONS)
+    try:
+        redis_max_connections = int(pool_text)
+    except ValueError:
+        raise SettingsError("REDIS_MAX_CONNECTIONS", f"not a whole number: {pool_text!r}") from None
+    if not 1 <= redis_max_connections <= MAX_REDIS_MAX_CONNECTIONS:
+        raise SettingsError(
+            "REDIS_MAX_CONNECTIONS", f"must be 1 to {MAX_REDIS_MAX_CONNECTIONS} connections"
+        )
+
     locale = (get("DEFAULT_LOCALE") or "en").lower()
     if not (2 <= len(locale) <= 8 and locale.replace("-", "").replace("_", "").isalpha()):
         raise SettingsError("DEFAULT_LOCALE", f"not a language code: {locale!r}")
@@ -308,6 +326,10 @@ def load_settings(
             "REDIS_URL",
             get("REDIS_URL") or DEFAULT_REDIS_URL,
             ("redis", "rediss", "unix", "memory"),
+        ),
+        redis_max_connections=redis_max_connections,
+        redis_pool_timeout=seconds(
+            "REDIS_POOL_TIMEOUT", str(DEFAULT_REDIS_POOL_TIMEOUT_SECONDS), low=0.1, high=300
         ),
         business_name=get("BUSINESS_NAME") or "Example Business",
         api_token=get("API_TOKEN"),

@@ -19,16 +19,20 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from bot import redis_keys
 from bot.eventcodec import encode_event
 from flows.events import Event
 
 # Fixed, not configurable: changing it while entries are queued would break per-contact order.
 INBOUND_SHARDS = 16
 INBOUND_GROUP = "workers"
-OUTBOUND_STREAM = "optin:out"
+OUTBOUND_STREAM = redis_keys.OUTBOUND.name
 OUTBOUND_GROUP = "senders"
-UNKNOWN_STREAM = "optin:unknown"
-DEAD_LETTER_STREAM = "optin:dead"
+UNKNOWN_STREAM = redis_keys.UNKNOWN.name
+DEAD_LETTER_STREAM = redis_keys.DEAD_LETTERS.name
+#: The dead-letter stream keeps this many entries, the newest; adding one more trims the oldest,
+#: and the caller logs and counts what went (`add_dead_letter`).
+DEAD_LETTER_MAXLEN = 100_000
 DEDUPE_TTL_SECONDS = 7 * 24 * 3600
 BUSINESS_SHARD_KEY = "business"
 
@@ -47,8 +51,49 @@ return added
 """
 
 
+# Add the entry, then trim exactly the oldest entries beyond the cap and say which went (their ids
+# and events), all in one step. XADD's own MAXLEN ~ would drop whole blocks without a word.
+_DEAD_LETTER_LUA = """
+local added = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[1])
+local trimmed = {}
+if excess > 0 then
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)) do
+    redis.call('XDEL', KEYS[1], entry[1])
+    local event = ''
+    for i = 1, #entry[2], 2 do
+      if entry[2][i] == 'e' then event = entry[2][i + 1] end
+    end
+    trimmed[#trimmed + 1] = entry[1]
+    trimmed[#trimmed + 1] = event
+  end
+end
+return {added, trimmed}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Trimmed:
+    """A dead-letter entry that made room for a newer one: its entry id and its encoded event."""
+
+    entry_id: str
+    event: str
+
+
+async def add_dead_letter(
+    redis: Redis, fields: dict[str, str], *, maxlen: int = DEAD_LETTER_MAXLEN
+) -> tuple[str, list[Trimmed]]:
+    """Add `fields` to the dead-letter stream; return the new entry's id and the oldest entries
+    removed to keep it at `maxlen` (none until it is full)."""
+    flat = [item for pair in fields.items() for item in pair]
+    script = redis.register_script(_DEAD_LETTER_LUA)
+    added, trimmed = await script(keys=[DEAD_LETTER_STREAM], args=[maxlen, *flat])
+    pairs = [str(value) for value in trimmed]
+    return str(added), [Trimmed(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
+
+
 def inbound_stream(shard: int) -> str:
-    return f"optin:in:{shard}"
+    return redis_keys.INBOUND.format(shard=shard)
 
 
 def shard_of(key: str) -> int:
@@ -63,7 +108,7 @@ def shard_key(event: Event) -> str:
 
 
 def dedupe_key(event_id: str) -> str:
-    return f"optin:seen:{event_id}"
+    return redis_keys.SEEN.format(event_id=event_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,15 +16,16 @@ from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
+from bot import redis_keys
 from bot.eventcodec import encode_event
 from bot.streams import inbound_stream, shard_key, shard_of
 from flows.events import TimerFired
 
 log = logging.getLogger(__name__)
 
-DUE = "optin:timers"
-STREAMS = "optin:timers:stream"
-EVENTS = "optin:timers:event"
+DUE = redis_keys.TIMERS_DUE.name
+STREAMS = redis_keys.TIMERS_STREAMS.name
+EVENTS = redis_keys.TIMERS_EVENTS.name
 
 _SCHEDULE_LUA = """
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
+from bot import redis_keys
+
 WINDOW = timedelta(hours=24)
 
 _OPEN_LUA = """
@@ -26,7 +28,7 @@ return 0
 
 
 def _key(contact_id: int) -> str:
-    return f"optin:window:{contact_id}"
+    return redis_keys.WINDOW.format(contact_id=contact_id)
 
 
 def _ms(moment: datetime) -> int:

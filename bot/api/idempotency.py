@@ -5,6 +5,9 @@ key. For 24 hours a key is bound to the body it first came with (its SHA-256): t
 the same body is the same request (the operation replays it, and the ids it derives from the key
 make the replay write nothing new); the same key with another body is a client bug and is refused
 with 409 `idempotency_conflict` instead of silently doing one of the two.
+
+A remembered answer names its contact, so each is also listed under the contact
+(`optin:idem:contact:{contact_id}`, ``bot.redis_keys``): erasure deletes them from there.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, Final
 from aiohttp import web
 from redis.asyncio import Redis
 
+from bot import redis_keys
 from bot.api.validation import ApiProblem
 
 HEADER: Final = "Idempotency-Key"
@@ -79,7 +83,7 @@ async def claim(redis: Redis, scope: str, request: web.Request, body_hash: str) 
     if header is None:
         return Idempotency(key=body_hash, replay=False, from_header=False)
     key = hashlib.sha256(f"{scope}\0{header}".encode()).hexdigest()
-    redis_key = f"optin:idem:{scope}:{key}"
+    redis_key = redis_keys.IDEMPOTENCY.format(scope=scope, key=key)
     if await redis.set(redis_key, body_hash, nx=True, ex=TTL_SECONDS):
         return Idempotency(key=key, replay=False, from_header=True)
     bound = await redis.get(redis_key)
@@ -95,12 +99,25 @@ async def claim(redis: Redis, scope: str, request: web.Request, body_hash: str) 
 
 
 def _answer_key(scope: str, key: str) -> str:
-    return f"optin:idem:{scope}:{key}:answer"
+    return redis_keys.IDEMPOTENT_ANSWER.format(scope=scope, key=key)
 
 
-async def remember(redis: Redis, scope: str, key: str, answer: Mapping[str, Any]) -> None:
-    """Keep the answer given under `key`, so a retry gets the same one."""
-    await redis.set(_answer_key(scope, key), json.dumps(answer), ex=TTL_SECONDS)
+def _answers_of(contact_id: int) -> str:
+    return redis_keys.IDEMPOTENT_ANSWERS_OF_CONTACT.format(contact_id=contact_id)
+
+
+async def remember(
+    redis: Redis, scope: str, key: str, answer: Mapping[str, Any], *, contact_id: int
+) -> None:
+    """Keep the answer given under `key`, so a retry gets the same one; it names contact
+    `contact_id`, whose erasure (``bot.erasure``) finds it through the contact's list."""
+    answer_key = _answer_key(scope, key)
+    index = _answers_of(contact_id)
+    pipe = redis.pipeline(transaction=True)
+    pipe.set(answer_key, json.dumps(answer), ex=TTL_SECONDS)
+    pipe.sadd(index, answer_key)
+    pipe.expire(index, TTL_SECONDS)
+    await pipe.execute()
 
 
 async def recall(redis: Redis, scope: str, key: str) -> dict[str, Any] | None:

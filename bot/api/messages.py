@@ -343,7 +343,9 @@ async def send_message(request: web.Request) -> web.StreamResponse:
     queued = await services.outbound_queue.enqueue(message, now=datetime.now(UTC))
     answer_json = _queued(contact, body, message_id, answer.decision.reason.value, not queued)
     if idempotency.from_header:
-        await remember(services.redis, "messages", idempotency.key, answer_json)
+        await remember(
+            services.redis, "messages", idempotency.key, answer_json, contact_id=contact.id
+        )
     return web.json_response(answer_json, status=202)
 
 

@@ -46,6 +46,7 @@ from typing import Final
 
 from redis.asyncio import Redis
 
+from bot import redis_keys
 from bot.campaigns.audience import Criteria
 from bot.campaigns.messages import (
     RecipientRef,
@@ -67,7 +68,7 @@ from flows.consent import ConsentStatus
 
 log = logging.getLogger(__name__)
 
-LEASE_PREFIX: Final = "optin:campaigns:lease"
+LEASE_PREFIX: Final = redis_keys.CAMPAIGN_LEASES.prefix
 MAX_CHUNK: Final = 200
 
 
@@ -281,7 +282,7 @@ class CampaignDrive:
             self._pace = pace
             self._limiter = RateLimiter(
                 self._c.redis,
-                f"optin:campaigns:rate:{self._id}",
+                redis_keys.CAMPAIGN_RATE.format(campaign_id=self._id),
                 pace,
                 burst=chunk_size(pace),
             )

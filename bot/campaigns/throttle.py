@@ -15,6 +15,8 @@ from typing import Final
 
 from redis.asyncio import Redis
 
+from bot import redis_keys
+
 WINDOW_SECONDS: Final = 60
 DEBOUNCE_SECONDS: Final = 5
 MAX_LEVEL: Final = 5
@@ -45,14 +47,17 @@ class Throttle:
 
     def __init__(self, redis: Redis, phone_number_id: str) -> None:
         self._redis = redis
-        self._key = f"optin:campaigns:throttle:{phone_number_id}"
+        self._key = redis_keys.CAMPAIGN_THROTTLE.format(phone_number_id=phone_number_id)
+        self._debounce_key = redis_keys.CAMPAIGN_THROTTLE_DEBOUNCE.format(
+            phone_number_id=phone_number_id
+        )
         self._script = redis.register_script(_REPORT_LUA)
 
     async def report(self) -> int:
         """Meta refused for throughput: halve the pace (debounced); return the new level."""
         return int(
             await self._script(
-                keys=[self._key, f"{self._key}:debounce"],
+                keys=[self._key, self._debounce_key],
                 args=[WINDOW_SECONDS, DEBOUNCE_SECONDS, MAX_LEVEL],
             )
         )

@@ -15,13 +15,15 @@ from typing import Any, Final
 
 from redis.asyncio import Redis
 
-AUDIT_STREAM: Final = "optin:console:audit"
+from bot import redis_keys
+
+AUDIT_STREAM: Final = redis_keys.CONSOLE_AUDIT.name
 KEPT_ENTRIES: Final = 100_000
 KEPT_PER_CONTACT: Final = 200
 
 
 def contact_audit_stream(contact_id: int) -> str:
-    return f"{AUDIT_STREAM}:contact:{contact_id}"
+    return redis_keys.CONSOLE_AUDIT_OF_CONTACT.format(contact_id=contact_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,8 +21,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from bot import redis_keys
 from bot.appkeys import SERVICES, SETTINGS
-from bot.clientaddress import client_address
+from bot.clientaddress import came_over_tls, client_address
 from bot.console.audit import AuditLog
 from bot.console.render import redirect, refusal, render, secure
 from bot.console.sessions import (
@@ -44,6 +45,25 @@ HOME_PATH: Final = "/console"
 #: must wait.
 MAX_FAILURES: Final = 10
 FAILURE_WINDOW_S: Final = 900
+
+# Take one attempt from the address's allowance before its token is compared: INCR, and the
+# window's expiry set in the same step (a key never outlives its window, even if the process dies
+# between the two). Read-then-increment let 64 concurrent wrong tokens all be compared.
+_ATTEMPT_LUA: Final = """
+local attempts = redis.call('INCR', KEYS[1])
+if redis.call('TTL', KEYS[1]) < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+return attempts
+"""
+# Give an attempt back (a right token): never below zero, never on a key that already expired
+# (DECR would recreate it without an expiry).
+_GIVE_BACK_LUA: Final = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
+  return redis.call('DECR', KEYS[1])
+end
+return 0
+"""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PageHandler = Callable[[web.Request, AgentSession], Awaitable[web.StreamResponse]]
@@ -69,7 +89,8 @@ def _set_cookie(
         path=path,
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        # Behind a TLS-terminating proxy the request itself is plain HTTP.
+        secure=came_over_tls(request, request.app[SETTINGS].trusted_proxies),
     )
 
 
@@ -181,7 +202,7 @@ def _remote(request: web.Request) -> str:
 
 
 def _failures_key(request: web.Request) -> str:
-    return f"optin:console:login-failures:{_remote(request)}"
+    return redis_keys.CONSOLE_LOGIN_ATTEMPTS.format(address=_remote(request))
 
 
 async def login(request: web.Request) -> web.StreamResponse:
@@ -201,8 +222,10 @@ async def login(request: web.Request) -> web.StreamResponse:
             login_link=True,
         )
     redis = request.app[SERVICES].redis
-    failures = int(await redis.get(_failures_key(request)) or 0)
-    if failures >= MAX_FAILURES:
+    throttle_key = _failures_key(request)
+    take_attempt = redis.register_script(_ATTEMPT_LUA)
+    attempts = int(await take_attempt(keys=[throttle_key], args=[FAILURE_WINDOW_S]))
+    if attempts > MAX_FAILURES:
         return refusal(
             request,
             429,
@@ -213,12 +236,10 @@ async def login(request: web.Request) -> web.StreamResponse:
     agent = agent_for_token(settings, token) if isinstance(token, str) else None
     audit = AuditLog(redis)
     if agent is None:
-        pipe = redis.pipeline(transaction=True)
-        pipe.incr(_failures_key(request))
-        pipe.expire(_failures_key(request), FAILURE_WINDOW_S)
-        await pipe.execute()
         await audit.record(agent="", action="login_refused", detail={"remote": _remote(request)})
         return _login_page(request, next_path, error="That token is not valid.", status=401)
+    # A right token gives its attempt back: only failures use up the allowance.
+    await redis.register_script(_GIVE_BACK_LUA)(keys=[throttle_key])
     session_id, _ = await sessions_of(request).create(agent)
     await audit.record(agent=agent, action="login", detail={"remote": _remote(request)})
     response = secure(redirect(next_path))

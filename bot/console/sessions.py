@@ -18,10 +18,11 @@ from typing import Any, Final
 
 from redis.asyncio import Redis
 
+from bot import redis_keys
 from bot.settings import Settings
 
 SESSION_TTL: Final = timedelta(hours=8)
-SESSION_PREFIX: Final = "optin:console:session:"
+SESSION_PREFIX: Final = redis_keys.CONSOLE_SESSION.prefix + ":"
 ADMIN_AGENT: Final = "admin"
 #: The agent of an open console (sandbox mode without any token).
 SANDBOX_AGENT: Final = "sandbox"
@@ -74,7 +75,9 @@ def _fingerprint(settings: Settings, agent: str) -> str | None:
 
 
 def _key(session_id: str) -> str:
-    return SESSION_PREFIX + hashlib.sha256(session_id.encode()).hexdigest()
+    return redis_keys.CONSOLE_SESSION.format(
+        session_hash=hashlib.sha256(session_id.encode()).hexdigest()
+    )
 
 
 class SessionStore:

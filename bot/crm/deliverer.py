@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from redis.asyncio import Redis
 
+from bot import redis_keys
 from bot.crm.attempt import AttemptResult, RetryPolicy, Verdict, post_event
 from bot.crm.log import DeadReason, DeliveryLog, DeliveryStatus
 from bot.crm.outbox import CRM_DEAD_STREAM, CRM_SHARDS, DEAD_MAXLEN, crm_stream
@@ -38,7 +39,7 @@ from bot.streams import EMPTY_READ_PAUSE_SECONDS
 
 log = logging.getLogger(__name__)
 
-LEASE_PREFIX: Final = "optin:lease:crm"
+LEASE_PREFIX: Final = redis_keys.CRM_LEASES.prefix
 READ_BLOCK_MS: Final = 1000
 #: How often a waiting head looks again whether delivery was paused or resumed meanwhile.
 RECHECK_SECONDS: Final = 5.0

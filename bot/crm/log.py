@@ -22,8 +22,10 @@ from typing import Any, Final
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from bot import redis_keys
+
 DELIVERY_LOG_TTL_SECONDS: Final = 14 * 24 * 3600
-LOG_INDEX_STREAM: Final = "optin:crm:log"
+LOG_INDEX_STREAM: Final = redis_keys.CRM_LOG_INDEX.name
 LOG_INDEX_MAXLEN: Final = 100_000
 CONTACT_INDEX_MAXLEN: Final = 1_000
 #: Index entries one listing request reads at most while looking for matches of a filter.
@@ -46,11 +48,11 @@ class DeadReason(StrEnum):
 
 
 def delivery_key(event_id: str) -> str:
-    return f"optin:crm:delivery:{event_id}"
+    return redis_keys.CRM_DELIVERY.format(event_id=event_id)
 
 
 def contact_index(contact_id: int) -> str:
-    return f"optin:crm:log:contact:{contact_id}"
+    return redis_keys.CRM_LOG_CONTACT_INDEX.format(contact_id=contact_id)
 
 
 def _ms(value: str | None) -> int | None:

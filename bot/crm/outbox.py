@@ -17,6 +17,7 @@ from typing import Final
 
 from redis.asyncio import Redis
 
+from bot import redis_keys
 from bot.crm.events import CrmEvent
 from bot.crm.log import (
     CONTACT_INDEX_MAXLEN,
@@ -29,7 +30,7 @@ from bot.crm.log import (
 
 # Fixed, not configurable: changing it while events are queued would break per-contact order.
 CRM_SHARDS: Final = 16
-CRM_DEAD_STREAM: Final = "optin:crm:dead"
+CRM_DEAD_STREAM: Final = redis_keys.CRM_DEAD_LETTERS.name
 DEAD_MAXLEN: Final = 100_000
 
 # KEYS per event: log hash, shard stream, contact index; then the global index last.
@@ -60,7 +61,7 @@ return queued
 
 
 def crm_stream(shard: int) -> str:
-    return f"optin:crm:{shard}"
+    return redis_keys.CRM_OUTBOX.format(shard=shard)
 
 
 def crm_shard(contact_id: int) -> int:

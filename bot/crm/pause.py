@@ -15,9 +15,10 @@ from typing import Any, Final
 
 from redis.asyncio import Redis
 
+from bot import redis_keys
 from bot.crm.log import iso_ms
 
-PAUSE_KEY: Final = "optin:crm:paused"
+PAUSE_KEY: Final = redis_keys.CRM_PAUSED.name
 
 
 @dataclass(frozen=True, slots=True)

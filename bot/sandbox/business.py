@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot import redis_keys
 from bot.sandbox.relay import LoopbackClient
 from bot.services import Services
 from flows.consent import Source
 
-SANDBOX_CONTACTS_KEY = "optin:sandbox:contacts"
+SANDBOX_CONTACTS_KEY = redis_keys.SANDBOX_CONTACTS.name
 OPTINS_PATH = "/v1/optins"
 CAMPAIGNS_PATH = "/v1/campaigns"
 # No message leaves the machine in sandbox mode, so without RECONSENT_TEMPLATE any valid

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from bot.clientaddress import client_address, parse_networks
+from bot.clientaddress import came_over_tls, client_address, parse_networks
 
 PROXIES = parse_networks("10.0.0.0/8, 192.168.1.5")
 
@@ -47,3 +47,36 @@ def test_without_trusted_proxies_the_peer_is_the_client() -> None:
 def test_bad_networks_are_refused() -> None:
     with pytest.raises(ValueError):
         parse_networks("10.0.0.0/8, not-an-address")
+
+
+def proto_request(peer: str, *protos: str, tls: bool = False) -> object:
+    headers = [("X-Forwarded-Proto", value) for value in protos]
+    request = make_mocked_request("POST", "/console/login", headers=headers)
+    request._transport_peername = (peer, 40000)  # type: ignore[attr-defined]
+    if tls:
+        request._transport_sslcontext = object()  # type: ignore[attr-defined]
+    return request
+
+
+@pytest.mark.parametrize(
+    ("peer", "protos", "tls", "expected"),
+    [
+        ("203.0.113.7", (), False, False),
+        ("203.0.113.7", (), True, True),
+        # Anyone may send the header: believed only from a trusted proxy.
+        ("203.0.113.7", ("https",), False, False),
+        ("10.1.2.3", ("https",), False, True),
+        ("10.1.2.3", ("HTTPS",), False, True),
+        ("10.1.2.3", ("http",), False, False),
+        ("10.1.2.3", (), False, False),
+        # The value set by the proxy next to us is the last one.
+        ("10.1.2.3", ("http, https",), False, True),
+        ("10.1.2.3", ("https", "http"), False, False),
+    ],
+)
+def test_tls_is_believed_from_the_connection_or_a_trusted_proxy(
+    peer: str, protos: tuple[str, ...], tls: bool, expected: bool
+) -> None:
+    request = proto_request(peer, *protos, tls=tls)
+    assert came_over_tls(request, PROXIES) is expected  # type: ignore[arg-type]
+    assert came_over_tls(request, ()) is tls  # type: ignore[arg-type]

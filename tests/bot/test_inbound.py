@@ -13,11 +13,13 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy.exc import OperationalError
 
+from bot.eventcodec import encode_event
 from bot.inbound import InboundWorker
 from bot.streams import (
     DEAD_LETTER_STREAM,
     INBOUND_GROUP,
     InboundQueue,
+    add_dead_letter,
     ensure_group,
     inbound_stream,
     shard_of,
@@ -192,3 +194,60 @@ async def test_workers_split_the_shards(redis_client: Redis, workers: int) -> No
             )
 
         await eventually(balanced, within=15)
+
+
+async def test_the_full_dead_letter_stream_says_what_it_trims(
+    redis_client: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression (issue 9, item 9): the dead-letter stream was capped with XADD MAXLEN ~, which
+    dropped the oldest dead events (~100k) without a word. Now the exact excess is trimmed,
+    logged at ERROR with its entry and event ids, and counted in a metric."""
+    import logging
+
+    from bot.metrics import Metrics
+
+    async def buggy(event: Event) -> None:
+        raise ValueError("a bug in a handler")
+
+    metrics = Metrics()
+    queue = InboundQueue(redis_client)
+    await queue.accept([text("15550005555", n) for n in range(5)])
+    worker = InboundWorker(
+        redis_client,
+        buggy,
+        consumer="w",
+        lease_ms=600,
+        retry_cap_seconds=0.001,
+        metrics=metrics,
+        dead_letter_maxlen=3,
+    )
+    caplog.set_level(logging.ERROR, logger="bot.inbound")
+    async with running(worker):
+
+        async def all_dead() -> bool:
+            return metrics.dead_letters_trimmed._value.get() == 2
+
+        await eventually(all_dead)
+    dead = await redis_client.xrange(DEAD_LETTER_STREAM)
+    assert [fields["e"] for _, fields in dead] == [
+        encode_event(text("15550005555", n)) for n in (2, 3, 4)
+    ]
+    trimmed = [r.getMessage() for r in caplog.records if "trimmed" in r.getMessage()]
+    assert len(trimmed) == 2
+    assert all(r.levelno == logging.ERROR for r in caplog.records if "trimmed" in r.getMessage())
+    assert "msg:wamid.15550005555.0" in trimmed[0] and "msg:wamid.15550005555.1" in trimmed[1]
+    assert metrics.dead_letters_trimmed._value.get() == 2
+
+
+async def test_add_dead_letter_trims_exactly_the_oldest_beyond_the_cap(
+    redis_client: Redis,
+) -> None:
+    ids = []
+    for n in range(4):
+        added, trimmed = await add_dead_letter(
+            redis_client, {"error": f"e{n}", "e": f"event {n}"}, maxlen=2
+        )
+        ids.append(added)
+        assert [t.entry_id for t in trimmed] == ([ids[n - 2]] if n >= 2 else [])
+        assert [t.event for t in trimmed] == ([f"event {n - 2}"] if n >= 2 else [])
+    assert [entry_id for entry_id, _ in await redis_client.xrange(DEAD_LETTER_STREAM)] == ids[2:]

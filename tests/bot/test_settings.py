@@ -159,3 +159,22 @@ def test_the_send_guard_grace_is_seconds_within_bounds() -> None:
         with pytest.raises(SettingsError) as error:
             load_settings({"SEND_GUARD_GRACE_SECONDS": bad}, env_file=None)
         assert error.value.variable == "SEND_GUARD_GRACE_SECONDS"
+
+
+def test_the_redis_pool_size_and_wait_are_settings_within_bounds() -> None:
+    defaults = load_settings({}, env_file=None)
+    assert (defaults.redis_max_connections, defaults.redis_pool_timeout) == (100, 10.0)
+    chosen = load_settings(
+        {"REDIS_MAX_CONNECTIONS": "40", "REDIS_POOL_TIMEOUT": "2.5"}, env_file=None
+    )
+    assert (chosen.redis_max_connections, chosen.redis_pool_timeout) == (40, 2.5)
+    for variable, bad in (
+        ("REDIS_MAX_CONNECTIONS", "many"),
+        ("REDIS_MAX_CONNECTIONS", "0"),
+        ("REDIS_MAX_CONNECTIONS", "2.5"),
+        ("REDIS_POOL_TIMEOUT", "forever"),
+        ("REDIS_POOL_TIMEOUT", "0"),
+    ):
+        with pytest.raises(SettingsError) as error:
+            load_settings({variable: bad}, env_file=None)
+        assert error.value.variable == variable

