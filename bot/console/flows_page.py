@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from bot.appkeys import SETTINGS
 from bot.console.auth import console_page
+from bot.console.labels import load_labels
 from bot.console.render import render
 from bot.console.sessions import AgentSession
 from flows.machine import (
@@ -24,7 +26,6 @@ from flows.machine import (
     StartTimer,
     State,
 )
-from flows.mermaid import to_mermaid
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +77,49 @@ def transition_rows() -> list[TransitionRow]:
 
 
 @dataclass(frozen=True, slots=True)
+class Edge:
+    """One numbered arrow of a diagram and what it means, for the legend beside it."""
+
+    number: int
+    source: str
+    target: str
+    triggers: str
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
 class FlowDiagram:
     title: str
     about: str
     mermaid: str
+    edges: tuple[Edge, ...] = ()
+
+
+def _mermaid_text(text: str) -> str:
+    """A state's name as Mermaid accepts it inside quotes (no quotes, colons or semicolons)."""
+    return text.replace('"', "'").replace(":", " ").replace(";", ",")
+
+
+def _numbered(
+    edges: dict[tuple[str, str, str], list[str]], words: dict[str, str], direction: str = "LR"
+) -> tuple[str, tuple[Edge, ...]]:
+    """Mermaid source whose arrows carry only a number, and the legend of those numbers.
+
+    Long labels on arrows overlapped each other in the drawing (several arrows join the same two
+    states); a number per arrow cannot, and the legend beside the diagram says in full what each
+    one is. States are named in plain words, their code kept as the node's id."""
+    lines = ["stateDiagram-v2", f"    direction {direction}", f"    [*] --> {State.IDLE.value}"]
+    named = sorted({state for source, target, _ in edges for state in (source, target)})
+    lines += [f'    state "{_mermaid_text(words.get(state, state))}" as {state}' for state in named]
+    legend = []
+    numbers: dict[tuple[str, str], list[int]] = {}
+    for number, ((source, target, outcome), triggers) in enumerate(sorted(edges.items()), 1):
+        numbers.setdefault((source, target), []).append(number)
+        legend.append(Edge(number, source, target, ", ".join(triggers), outcome))
+    # One arrow per pair of states, carrying the numbers of every move between them.
+    for (source, target), moves in numbers.items():
+        lines.append(f"    {source} --> {target}: {', '.join(map(str, moves))}")
+    return "\n".join(lines) + "\n", tuple(legend)
 
 
 #: Each flow of more than one step waits in its own state for the customer's answer; everything
@@ -104,10 +144,11 @@ _FLOWS: tuple[tuple[str, State, str], ...] = (
 )
 
 
-def _diagram(waiting: State) -> str:
-    """Mermaid source of one flow: into ``waiting`` from idle, back to idle, and what only
-    ``waiting`` does while it waits. One edge per outcome, with every trigger that leads to it;
-    what every state does alike (HELP, a STOP of one category...) is left to the table."""
+def _diagram(waiting: State, words: dict[str, str]) -> tuple[str, tuple[Edge, ...]]:
+    """Mermaid source of one flow (and its legend): into ``waiting`` from idle, back to idle,
+    and what only ``waiting`` does while it waits. One edge per outcome, with every trigger
+    that leads to it; what every state does alike (HELP, a STOP of one category...) is left to
+    the table."""
     home = State.IDLE
     edges: dict[tuple[str, str, str], list[str]] = {}
     for (state, trigger), alternatives in TABLE.items():
@@ -122,26 +163,46 @@ def _diagram(waiting: State) -> str:
             guard = f"[{transition.guard.value}] " if transition.guard else ""
             key = (state.value, target.value, guard + transition.label)
             edges.setdefault(key, []).append(trigger.value)
-    lines = ["stateDiagram-v2", "    direction LR", f"    [*] --> {home.value}"]
-    for (source, to, outcome), triggers in sorted(edges.items()):
-        lines.append(f"    {source} --> {to}: {', '.join(triggers)} / {outcome}")
-    return "\n".join(lines) + "\n"
+    return _numbered(edges, words)
 
 
-def flow_diagrams() -> list[FlowDiagram]:
-    return [FlowDiagram(title, about, _diagram(waiting)) for title, waiting, about in _FLOWS]
+def whole_table(words: dict[str, str]) -> tuple[str, tuple[Edge, ...]]:
+    """Every state at once, numbered like the flows (one arrow per source, target and
+    outcome)."""
+    edges: dict[tuple[str, str, str], list[str]] = {}
+    for (state, trigger), alternatives in TABLE.items():
+        for transition in alternatives:
+            target = transition.target or state
+            if target is state and not transition.effects:
+                continue
+            guard = f"[{transition.guard.value}] " if transition.guard else ""
+            key = (state.value, target.value, guard + transition.label)
+            edges.setdefault(key, []).append(trigger.value)
+    # Top to bottom: the pending states side by side under idle leave the numbers room.
+    return _numbered(edges, words, "TB")
+
+
+def flow_diagrams(words: dict[str, str] | None = None) -> list[FlowDiagram]:
+    words = words or {}
+    return [
+        FlowDiagram(title, about, *_diagram(waiting, words)) for title, waiting, about in _FLOWS
+    ]
 
 
 @console_page
 async def flows_page(request: web.Request, session: AgentSession) -> web.StreamResponse:
     rows = transition_rows()
+    labels = load_labels(request.app[SETTINGS].default_locale)
+    words = dict(labels["states"])
+    everything, everything_edges = whole_table(words)
     return render(
         request,
         "console/flows.html",
         {
             "section": "flows",
-            "diagrams": flow_diagrams(),
-            "mermaid": to_mermaid(),
+            "diagrams": flow_diagrams(words),
+            "mermaid": everything,
+            "mermaid_edges": everything_edges,
             "states": [s.value for s in State],
             "rows": rows,
         },

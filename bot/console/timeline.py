@@ -71,6 +71,7 @@ class TimelineItem:
     #: Consent cards: the decision, what it covered and how it was taken (codes; the page shows
     #: them in plain words).
     action: str | None = None
+    agent: str | None = None  # "agent alice: “note”" when an agent decided
     categories: tuple[str, ...] = ()
     source: str | None = None
     method: str | None = None
@@ -266,19 +267,26 @@ def _evidence(row: ConsentEvent) -> list[tuple[str, str]]:
     ]
 
 
-def _consent_summary(row: ConsentEvent) -> str:
-    """How the decision was taken, in one line: ``keyword via whatsapp_thread``, and who acted
-    when an agent did."""
-    summary = f"{row.method} via {row.source}"
+def _agent_part(row: ConsentEvent) -> str | None:
+    """``agent alice: “note”`` when an agent took the decision."""
     try:
         evidence = json.loads(row.evidence_json or "{}")
     except ValueError:
         evidence = {}
-    if isinstance(evidence, dict) and evidence.get("agent"):
-        summary += f"; agent {evidence['agent']}"
-        if evidence.get("note"):
-            summary += f": “{evidence['note']}”"
-    return summary
+    if not isinstance(evidence, dict) or not evidence.get("agent"):
+        return None
+    part = f"agent {evidence['agent']}"
+    if evidence.get("note"):
+        part += f": “{evidence['note']}”"
+    return part
+
+
+def _consent_summary(row: ConsentEvent) -> str:
+    """How the decision was taken, in one line: ``keyword via whatsapp_thread``, and who acted
+    when an agent did."""
+    summary = f"{row.method} via {row.source}"
+    agent = _agent_part(row)
+    return f"{summary}; {agent}" if agent else summary
 
 
 def consent_item(row: ConsentEvent) -> TimelineItem:
@@ -300,6 +308,7 @@ def consent_item(row: ConsentEvent) -> TimelineItem:
         summary=_consent_summary(row),
         order=row.id or 0,
         action=row.action,
+        agent=_agent_part(row),
         categories=(row.category,),
         source=row.source,
         method=row.method,

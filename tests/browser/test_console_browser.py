@@ -33,7 +33,9 @@ from tests.fakes.webhooks import APP_SECRET, dumps, signed, text_webhook
 WAIT_SECONDS = 20
 STOPPER = "34612345678"  # Ana, who says STOP
 ASKER = "34698765432"  # Bruno, who asks an agent by phone to stop offers
-OTHERS = {"447700900123": "Chen Wei", "15550104477": "Dana Levi", "34655512034": "Anabel Ruiz"}
+OTHERS = {"447700900123": "Chen Wei", "12125550164": "Dana Levi", "34655512034": "Anabel Ruiz"}
+ARABIC = "966501234567"  # Sara, who writes in Arabic
+ARABIC_TEXT = "مرحبا، أين طلبي؟"
 OWNED = '<script>window.__owned = 1</script><img src=x onerror="window.__owned = 2">'
 
 
@@ -58,7 +60,7 @@ async def _known_contacts(database_url: str) -> None:
     engine = create_engine(database_url)
     try:
         contacts = ContactRepository(session_factory(engine))
-        people = {STOPPER: "Ana García", ASKER: "Bruno Costa", **OTHERS}
+        people = {STOPPER: "Ana García", ASKER: "Bruno Costa", **OTHERS, ARABIC: "سارة"}
         for wa_id, name in people.items():
             await contacts.resolve(wa_id=wa_id, user_id=None, profile_name=name)
     finally:
@@ -86,6 +88,7 @@ def site(live_server: Callable[[Any], str], tmp_path_factory: pytest.TempPathFac
     site.say(ASKER, "Hello, can I change my delivery address?", "Bruno Costa")
     for wa_id, name in OTHERS.items():
         site.say(wa_id, "Hello", name)
+    site.say(ARABIC, ARABIC_TEXT, "سارة")
     return site
 
 
@@ -180,21 +183,26 @@ def test_find_a_contact_and_read_the_stop_and_its_confirmation(browser: Any, sit
     browser.find_element("link text", "Ana García").click()
     wait(browser, lambda d: "/console/contacts/" in d.current_url)
     until_shown(browser, browser.current_url, "You are unsubscribed")
+    # Newest first, one card for the STOP's four categories, in plain words.
     titles = texts(browser, ".c-timeline .c-title")
-    stop = titles.index("Customer wrote (text)", 2)
-    assert titles[stop + 1 : stop + 3] == [
-        "One step: idle → idle (withdraw all, confirm)",
-        "Consent withdrawn: marketing",
+    assert titles[:3] == [
+        "We sent (text)",
+        "opted out: promotions, order updates, reminders, account alerts",
+        "Customer wrote (text)",
     ]
-    assert titles[-1] == "We sent (text)"
+    assert len(titles) == 5, titles
+    steps = texts(browser, ".c-timeline .c-step")
+    assert steps[0] == "Conversation: One step, nothing pending → nothing pending"
     said = texts(browser, ".c-timeline .c-text")
-    assert said[:3] == ["Hi! Where is my order #1042?", OWNED, "STOP"]
-    assert "You are unsubscribed: Acme Shoes will not send you" in said[3]
-    assert texts(browser, "#consent-marketing .c-badge") == ["opted_out"]
+    assert said[1:] == ["STOP", OWNED, "Hi! Where is my order #1042?"]
+    assert "You are unsubscribed: Acme Shoes will not send you" in said[0]
+    assert texts(browser, "#consent-marketing .c-badge") == ["opted out"]
+    assert css(browser, "#consent-marketing .c-badge").get_attribute("title") == "opted_out"
+    assert texts(browser, "#consent-marketing th") == ["promotions"]
     # The <script> and the onerror handler are shown as text, never run.
     assert browser.execute_script("return window.__owned") is None
     assert browser.find_elements("css selector", ".c-timeline script, .c-timeline img") == []
-    assert css(browser, "#number").text == "+34 6•• ••• •78"
+    assert css(browser, "#number").text == "+34 6•• •• •• 78"
     snapshot(browser, "console-contact")
 
 
@@ -204,7 +212,7 @@ def test_reveal_the_number_for_one_view(browser: Any, site: Site) -> None:
     wait(browser, lambda d: css(d, "#number").text == "+34612345678")
     assert "alice reveal number" in css(browser, ".c-audit").text
     browser.get(contact_url(browser, site, STOPPER))
-    assert css(browser, "#number").text == "+34 6•• ••• •78"
+    assert css(browser, "#number").text == "+34 6•• •• •• 78"
 
 
 def test_withdraw_a_category_as_an_agent(browser: Any, site: Site) -> None:
@@ -217,14 +225,15 @@ def test_withdraw_a_category_as_an_agent(browser: Any, site: Site) -> None:
     css(browser, "#withdraw").click()
     wait(browser, lambda d: "done=withdrawn" in d.current_url)
     assert "The ledger row names you and your note." in css(browser, ".c-notice").text
-    assert texts(browser, "#consent-marketing .c-badge") == ["opted_out"]
-    assert texts(browser, "#consent-order_updates .c-badge") == ["none"]
+    assert texts(browser, "#consent-marketing .c-badge") == ["opted out"]
+    assert texts(browser, "#consent-order_updates .c-badge") == ["never asked"]
     consent = browser.execute_script(
         "return [...document.querySelectorAll('.c-consent details, .c-item.c-consent')]"
-        ".map(e => e.textContent).join(' ');"
+        ".map(e => e.innerText).join(' ');"
     )
-    assert "Consent withdrawn: marketing" in consent
-    assert "agent_action" in consent and "alice" in consent
+    consent = " ".join(consent.split())
+    assert "opted out: promotions" in consent
+    assert "by agent" in consent and "alice" in consent
     assert "Bruno phoned: no more offers, please" in consent
 
 
@@ -241,7 +250,7 @@ def test_a_form_without_its_csrf_token_is_refused(browser: Any, site: Site) -> N
     wait(browser, lambda d: "Refused" in d.find_element("tag name", "h1").text)
     assert "no valid CSRF token" in browser.page_source
     browser.get(page)
-    assert texts(browser, "#consent-reminders .c-badge") == ["none"]
+    assert texts(browser, "#consent-reminders .c-badge") == ["never asked"]
 
 
 def test_the_keyboard_reaches_the_main_actions(browser: Any, site: Site) -> None:
@@ -304,6 +313,84 @@ def test_campaigns_and_flows(browser: Any, site: Site) -> None:
     wait(browser, lambda d: d.execute_script("return document.documentElement.dataset.diagram"))
     assert browser.execute_script("return document.documentElement.dataset.diagram") == "drawn"
     labels = json.dumps(texts(browser, "#flow-diagram-1"))
-    assert "awaiting_optin" in labels and "YES: grant" in labels
+    assert "waiting for YES to the opt-in" in labels and "nothing pending" in labels
+    assert "YES: grant" in css(browser, ".c-legend").text
     assert len(browser.find_elements("css selector", ".c-diagram pre.mermaid svg")) == 4
+    # Regression: the diagrams' edge labels overlapped; no two may intersect now.
+    overlaps = browser.execute_script(
+        """
+        const found = [];
+        for (const svg of document.querySelectorAll('.c-diagram svg')) {
+          const shown = [...svg.querySelectorAll('g.edgeLabel')]
+            .filter(e => {
+              const r = e.getBoundingClientRect();
+              return r.width > 0 && r.height > 0 && e.textContent.trim() !== '';
+            });
+          const boxes = shown.map(e => e.getBoundingClientRect());
+          const labels = shown.map(e => e.textContent.trim());
+          for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+            const a = boxes[i], b = boxes[j];
+            if (a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1
+                && b.top < a.bottom - 1) {
+              found.push(`${svg.parentElement.id}: ${labels[i]} | ${labels[j]}`);
+            }
+          }
+        }
+        return found;
+        """
+    )
+    assert overlaps == [], overlaps
     snapshot(browser, "console-flows", max_height=2600)
+
+
+def test_arabic_text_reads_right_to_left_and_numbers_keep_their_country_code(
+    browser: Any, site: Site
+) -> None:
+    """Regression: Arabic bubbles laid out left to right (no `dir`), and a US number was masked
+    as +12 1•• ••• •64 (the first two digits taken for the country code)."""
+    browser.get(f"{site.url}/console?q=1212")
+    assert texts(browser, "table.c-results td[data-label='Number']") == ["+1 2••-•••-••64"]
+    browser.get(contact_url(browser, site, ARABIC))
+    until_shown(browser, browser.current_url, ARABIC_TEXT)
+    bubble = css(browser, ".c-timeline .c-text")
+    assert bubble.get_attribute("dir") == "auto"
+    assert browser.execute_script("return getComputedStyle(arguments[0]).direction", bubble) == (
+        "rtl"
+    )
+    heading = css(browser, "h1")
+    assert browser.execute_script("return getComputedStyle(arguments[0]).direction", heading) == (
+        "rtl"
+    )
+    snapshot(browser, "console-contact-arabic", max_height=1400)
+
+
+def test_the_contact_list_shows_consent_and_the_opt_outs_page_counts_it(
+    browser: Any, site: Site
+) -> None:
+    browser.get(f"{site.url}/console?q=ana")
+    ana = browser.execute_script(
+        "return [...document.querySelectorAll('table.c-results tr')]"
+        ".find(r => r.innerText.includes('Ana García')).querySelector("
+        "'td[data-label=Consent]').innerText;"
+    )
+    assert "opted out" in ana and "promotions" in ana
+    from selenium.webdriver.support.ui import Select
+
+    css(browser, "#q").clear()
+    Select(css(browser, "#consent")).select_by_value("opted_out")
+    css(browser, "#q").submit()
+    wait(browser, lambda d: "consent=opted_out" in d.current_url)
+    names = texts(browser, "table.c-results td[data-label='Name']")
+    assert set(names) == {"Ana García", "Bruno Costa"}, names
+    snapshot(browser, "console-search")
+
+    browser.find_element("link text", "Opt-outs").click()
+    wait(browser, lambda d: "/console/opt-outs" in d.current_url)
+    totals = css(browser, "#optout-totals").text
+    assert totals.startswith("5 opt-outs and 0 opt-ins"), totals
+    assert len(browser.find_elements("css selector", "svg.c-chart rect[fill='#cf222e']")) >= 4
+    methods = css(browser, "section[aria-label='By method'] table").text
+    assert "keyword 4 0" in methods and "agent 1 0" in methods
+    snapshot(browser, "console-optouts", max_height=2400)
+    browser.find_element("link text", "Bruno Costa").click()
+    wait(browser, lambda d: "Bruno Costa" in css(d, "h1").text)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import html
 import re
 
-from bot.console.flows_page import describe, flow_diagrams, transition_rows
+from bot.console.flows_page import describe, flow_diagrams, transition_rows, whole_table
+from bot.console.labels import load_labels
 from flows.consent import ConsentAction, Method
 from flows.machine import Record, Targets
-from flows.mermaid import to_mermaid
 from tests.bot.console.support import Agent
 
 
@@ -20,9 +20,13 @@ async def test_the_diagram_and_the_table_come_from_the_transition_table(
     response = await embedded_agent.client.get("/console/flows")
     page = await response.text()
     source = re.search(r'<pre class="mermaid" id="flow-all">(.*?)</pre>', page, re.S)
-    assert source is not None and html.unescape(source.group(1)) == to_mermaid()
+    words = dict(load_labels("en")["states"])
+    assert source is not None and html.unescape(source.group(1)) == whole_table(words)[0]
     flows = re.findall(r'<pre class="mermaid" id="flow-diagram-\d">(.*?)</pre>', page, re.S)
-    assert [html.unescape(f) for f in flows] == [d.mermaid for d in flow_diagrams()]
+    assert [html.unescape(f) for f in flows] == [d.mermaid for d in flow_diagrams(words)]
+    # Regression: edge labels overlapped; arrows carry numbers, a legend says what each is.
+    assert page.count('<table class="c-table c-legend">') == 4
+    assert "waiting for YES to the opt-in" in page
     assert len(re.findall(r'<td data-label="Trigger"', page)) == len(transition_rows())
     assert "ask to confirm" in page and "record withdrawn (all)" in page
     assert '<script src="/console/static/vendor/mermaid.min.js"></script>' in page
@@ -49,12 +53,25 @@ def test_every_effect_is_described() -> None:
     assert all(r.effects or r.state != r.target for r in rows)
 
 
-def test_each_flow_is_drawn_apart() -> None:
-    optin, clarification, reconsent = (d.mermaid for d in flow_diagrams())
-    assert "idle --> idle" not in optin + clarification + reconsent
-    assert "idle --> awaiting_optin: start_all, optin_requested / ask to confirm" in optin
-    assert "awaiting_optin --> idle: yes / YES: grant" in optin
-    assert "awaiting_optin --> awaiting_optin: start_all / ask again" in optin
-    assert "help" not in optin  # what every state does alike is drawn once, on idle
-    assert "[silence_means_stop] silence: withdraw all" in clarification
-    assert "awaiting_reconsent --> idle: yes / YES: reconfirm" in reconsent
+def _legend(edges: tuple[object, ...]) -> set[tuple[str, str, str, str]]:
+    return {(e.source, e.target, e.triggers, e.outcome) for e in edges}  # type: ignore[attr-defined]
+
+
+def test_each_flow_is_drawn_apart_with_numbered_arrows() -> None:
+    optin, clarification, reconsent = flow_diagrams()
+    every = optin.mermaid + clarification.mermaid + reconsent.mermaid
+    assert "idle --> idle" not in every
+    assert ("idle", "awaiting_optin", "start_all, optin_requested", "ask to confirm") in _legend(
+        optin.edges
+    )
+    assert ("awaiting_optin", "idle", "yes", "YES: grant") in _legend(optin.edges)
+    assert ("awaiting_optin", "awaiting_optin", "start_all", "ask again") in _legend(optin.edges)
+    assert "help" not in str(_legend(optin.edges))  # what every state does alike: the table
+    assert any(
+        e[3] == "[silence_means_stop] silence: withdraw all" for e in _legend(clarification.edges)
+    )
+    assert ("awaiting_reconsent", "idle", "yes", "YES: reconfirm") in _legend(reconsent.edges)
+    for diagram in (optin, clarification, reconsent):
+        arrows = re.findall(r"--> \w+: (.*)", diagram.mermaid)
+        drawn = sorted(int(n) for arrow in arrows for n in arrow.split(", "))
+        assert drawn == [e.number for e in diagram.edges]
