@@ -353,7 +353,8 @@ CRM_DEAD_LETTERS: Final = _key(
     "optin:crm:dead",
     "stream",
     "bot.crm.deliverer",
-    "the newest 100,000 entries (XADD MAXLEN ~)",
+    "the newest 100,000 entries; each trim is logged at ERROR and counted "
+    "(optin_dead_letters_trimmed_total)",
     _CUSTOMER,
     "CRM events given up, kept for redelivery",
     "entries naming the contact are deleted",
