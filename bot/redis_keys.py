@@ -405,10 +405,18 @@ CONSOLE_SESSION: Final = _key(
 CONSOLE_LOGIN_ATTEMPTS: Final = _key(
     "optin:console:login-failures:{address}",
     "string",
-    "bot.console.auth",
-    "15 minutes from the first attempt (TTL)",
+    "bot.console.throttle",
+    "15 minutes from the first failure (TTL)",
     _AGENT,
-    "login attempts from one client address (the key is the address)",
+    "wrong console tokens from one client address (the key is the address)",
+)
+CONSOLE_LOGIN_CHECKS: Final = _key(
+    "optin:console:login-checks:{address}",
+    "zset",
+    "bot.console.throttle",
+    "a member until its token is compared (at most 5 s); the key 5 s after the last attempt",
+    _AGENT,
+    "login attempts from one client address being checked now (the key is the address)",
 )
 CONSOLE_AUDIT: Final = _key(
     "optin:console:audit",
