@@ -34,7 +34,7 @@ from bot.console.sessions import (
     can_log_in,
     console_open,
 )
-from bot.console.throttle import FAILURE_WINDOW_S, LoginAttempt
+from bot.console.throttle import FAILURE_WINDOW_S, LoginAttempt, Slot
 
 COOKIE: Final = "optin_console"
 LOGIN_COOKIE: Final = "optin_console_login"
@@ -195,12 +195,15 @@ async def login(request: web.Request) -> web.StreamResponse:
         )
     redis = request.app[SERVICES].redis
     attempt = LoginAttempt(redis, _remote(request))
-    if not await attempt.take():
+    slot = await attempt.take()
+    if slot is not Slot.GO:
         return refusal(
             request,
             429,
             "Too many attempts",
-            f"Too many wrong tokens from this address: wait {FAILURE_WINDOW_S // 60} minutes.",
+            f"Too many wrong tokens from this address: wait {FAILURE_WINDOW_S // 60} minutes."
+            if slot is Slot.LOCKED
+            else "Too many logins from this address at once: try again in a moment.",
         )
     token = form.get("token")
     agent = agent_for_token(settings, token) if isinstance(token, str) else None

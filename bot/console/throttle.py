@@ -76,18 +76,17 @@ class LoginAttempt:
         ]
         self._slot = secrets.token_hex(8)
 
-    async def take(self, *, wait_s: float = WAIT_FOR_SLOT_S) -> bool:
-        """Whether this attempt may compare its token; False when the address must wait."""
+    async def take(self, *, wait_s: float = WAIT_FOR_SLOT_S) -> Slot:
+        """`GO`: compare the token. `LOCKED`: too many failures, the address must wait out the
+        window. `BUSY`: no slot came free within `wait_s`."""
         script = self._redis.register_script(_TAKE_LUA)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while True:
             answer = await script(keys=self._keys, args=[MAX_FAILURES, self._slot, CHECK_SLOT_MS])
             slot = Slot(answer.decode() if isinstance(answer, bytes) else str(answer))
-            if slot is not Slot.BUSY:
-                return slot is Slot.GO
-            if loop.time() >= deadline:
-                return False
+            if slot is not Slot.BUSY or loop.time() >= deadline:
+                return slot
             await asyncio.sleep(random.uniform(0.005, 0.02))
 
     async def failed(self) -> None:

@@ -362,18 +362,21 @@ async def test_behind_a_tls_proxy_the_session_cookie_is_secure(
 
 
 async def test_a_slot_held_by_a_dead_process_is_given_up() -> None:
-    from bot.console.throttle import CHECK_SLOT_MS, MAX_FAILURES, LoginAttempt
+    from bot.console.throttle import CHECK_SLOT_MS, MAX_FAILURES, LoginAttempt, Slot
 
     redis = memory_redis()
     held = [LoginAttempt(redis, "198.51.100.9") for _ in range(MAX_FAILURES)]
     for attempt in held:
-        assert await attempt.take(wait_s=0)
-    assert not await LoginAttempt(redis, "198.51.100.9").take(wait_s=0.05)
-    assert await LoginAttempt(redis, "198.51.100.10").take(wait_s=0)
+        assert await attempt.take(wait_s=0) is Slot.GO
+    assert await LoginAttempt(redis, "198.51.100.9").take(wait_s=0.05) is Slot.BUSY
+    assert await LoginAttempt(redis, "198.51.100.10").take(wait_s=0) is Slot.GO
     # The holders died: their slots age past CHECK_SLOT_MS and are given up.
     checks = "optin:console:login-checks:198.51.100.9"
     members = await redis.zrange(checks, 0, -1)
     await redis.zadd(checks, dict.fromkeys(members, 0))
-    assert await LoginAttempt(redis, "198.51.100.9").take(wait_s=0)
+    assert await LoginAttempt(redis, "198.51.100.9").take(wait_s=0) is Slot.GO
     assert 0 < await redis.pttl(checks) <= CHECK_SLOT_MS
+    for attempt in held:
+        await attempt.failed()
+    assert await LoginAttempt(redis, "198.51.100.9").take(wait_s=1) is Slot.LOCKED
     await redis.aclose()
