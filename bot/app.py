@@ -23,6 +23,7 @@ from bot import api, console, health, sandbox, webhook
 from bot.api.auth import require_token
 from bot.api.unavailable import unavailable_while_storage_is_down
 from bot.appkeys import SERVICES, SETTINGS
+from bot.durable_ack import persist_before_acknowledging
 from bot.roles import ALL_ROLES, Role, start_loops
 from bot.services import open_services
 from bot.settings import Settings
@@ -64,7 +65,11 @@ def create_app(
 ) -> web.Application:
     app = web.Application(
         client_max_size=webhook.MAX_BODY_BYTES + 1,
-        middlewares=[unavailable_while_storage_is_down, require_token],
+        middlewares=[
+            unavailable_while_storage_is_down,
+            require_token,
+            persist_before_acknowledging,
+        ],
         handler_args={"keepalive_timeout": IDLE_CONNECTION_SECONDS},
     )
     app[SETTINGS] = settings

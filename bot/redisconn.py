@@ -38,6 +38,11 @@ def _fake_server(name: str) -> Any:
     return _memory_servers[name]
 
 
+def memory_server(url: str) -> Any:
+    """The in-process server behind a `memory://[name]` URL (for `bot.redis_snapshot`)."""
+    return _fake_server(url[len(MEMORY_SCHEME) :])
+
+
 def connect_redis(
     url: str,
     *,

@@ -7,6 +7,7 @@ else opens connections or reads configuration. The same `open_services` serves e
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 from redis.asyncio import Redis
@@ -35,7 +37,8 @@ from bot.hooks import Hooks
 from bot.locales import LocaleError, load_locales
 from bot.metrics import Metrics
 from bot.outbound import OutboundQueue
-from bot.redisconn import connect_redis
+from bot.redis_snapshot import RedisSnapshot, SnapshotError
+from bot.redisconn import connect_redis, memory_server
 from bot.sender import GraphTransport, SandboxTransport, Transport
 from bot.settings import Settings, SettingsError
 from bot.streams import InboundQueue
@@ -68,6 +71,9 @@ class Services:
     gate: ConsentGate
     hooks: Hooks
     crm: CrmSync | None = None  # set when BUSINESS_WEBHOOK_URL is
+    #: Set on the embedded Redis with a file (`EMBEDDED_REDIS_FILE`): the web app waits for it
+    #: before acknowledging a write, so what it acknowledged survives a restart.
+    snapshot: RedisSnapshot | None = None
 
 
 def consumer_name() -> str:
@@ -114,7 +120,12 @@ def describe_mode(settings: Settings) -> list[str]:
         lines.append("database: PostgreSQL")
     if settings.embedded_redis:
         lines.append(
-            "redis: embedded in-process store (memory://); queued work ends with the process"
+            f"redis: embedded in-process store (memory://), saved to "
+            f"{settings.redis_snapshot_file}: windows, timers, queues and de-duplication keys "
+            f"survive a restart (one process on one machine)"
+            if settings.redis_snapshot_file
+            else "redis: embedded in-process store (memory://), EMBEDDED_REDIS_FILE=off: "
+            "windows, timers and queued work end with the process"
         )
     else:
         lines.append("redis: external server")
@@ -161,7 +172,29 @@ async def open_services(settings: Settings, *, auto_migrate: bool) -> AsyncItera
     )
     http: aiohttp.ClientSession | None = None
     crm: CrmSync | None = None
+    snapshot: RedisSnapshot | None = None
+    snapshot_stop = asyncio.Event()
+    snapshot_task: asyncio.Task[None] | None = None
     try:
+        if settings.embedded_redis and settings.redis_snapshot_file is not None:
+            snapshot = RedisSnapshot(
+                memory_server(settings.redis_url), Path(settings.redis_snapshot_file)
+            )
+            try:
+                restored = snapshot.restore()
+            except SnapshotError as exc:
+                raise StartupError(
+                    f"EMBEDDED_REDIS_FILE {settings.redis_snapshot_file}: {exc} (move it away "
+                    f"to start empty)"
+                ) from exc
+            log.info(
+                "embedded Redis: %d keys restored from %s; saved before every acknowledgement "
+                "and every %g s",
+                restored,
+                settings.redis_snapshot_file,
+                snapshot.interval,
+            )
+            snapshot_task = asyncio.create_task(snapshot.run(snapshot_stop), name="redis-snapshot")
         if not await schema_is_current(engine):
             raise StartupError(
                 "the database schema is missing or out of date: run `optin-bot migrate`"
@@ -211,8 +244,12 @@ async def open_services(settings: Settings, *, auto_migrate: bool) -> AsyncItera
             gate=ConsentGate(ledger, window, language.categories),
             hooks=hooks,
             crm=crm,
+            snapshot=snapshot,
         )
     finally:
+        if snapshot_task is not None:
+            snapshot_stop.set()
+            await snapshot_task
         if http is not None:
             await http.close()
         if crm is not None:

@@ -90,6 +90,10 @@ class Settings:
     #: all. `serve --workers N` sets it for its children; set it yourself only to run several
     #: processes of one machine as one service.
     metrics_dir: str | None = None
+    #: `EMBEDDED_REDIS_FILE`: where the embedded Redis (`memory://`) is saved so that windows,
+    #: timers, queues and de-duplication keys survive a restart (`bot.redis_snapshot`). Set by
+    #: `load_settings` beside the SQLite file; None keeps the store in memory only.
+    redis_snapshot_file: str | None = None
 
     def template_language(self, locale: str) -> str:
         """The template language code for a contact's locale (`TEMPLATE_LANGUAGES`, else the
@@ -117,6 +121,25 @@ class Settings:
     @property
     def messages_url(self) -> str:
         return f"{self.graph_api_url}/{self.phone_number_id}/messages"
+
+
+def _redis_snapshot_file(value: str | None, redis_url: str, database_url: str) -> str | None:
+    """`EMBEDDED_REDIS_FILE`: a path, `off`, or unset for the default: beside the SQLite file
+    (`optin.db` -> `optin.db.redis`), else `optin.redis` in the working directory."""
+    if not redis_url.startswith(DEFAULT_REDIS_URL):
+        return None
+    if value is not None and value.lower() == "off":
+        return None
+    if value is None:
+        sqlite = database_url.split(":///", 1)
+        if database_url.startswith("sqlite") and len(sqlite) == 2 and sqlite[1] != ":memory:":
+            value = sqlite[1].split("?", 1)[0] + ".redis"
+        else:
+            value = "optin.redis"
+    folder = Path(value).resolve().parent
+    if not folder.is_dir():
+        raise SettingsError("EMBEDDED_REDIS_FILE", f"no such folder: {folder}")
+    return value
 
 
 def _metrics_dir(value: str | None) -> str | None:
@@ -331,6 +354,11 @@ def load_settings(
         trusted_proxies=_trusted_proxies(get("TRUSTED_PROXIES")),
         # From the real environment only, never `.env`: prometheus-client reads this variable
         # itself when it is imported, so a value it cannot see would make `/metrics` empty.
+        redis_snapshot_file=_redis_snapshot_file(
+            get("EMBEDDED_REDIS_FILE"),
+            get("REDIS_URL") or DEFAULT_REDIS_URL,
+            get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+        ),
         metrics_dir=_metrics_dir(
             _clean((os.environ if environ is None else environ).get("PROMETHEUS_MULTIPROC_DIR"))
         ),

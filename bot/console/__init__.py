@@ -14,7 +14,15 @@ from typing import Final
 
 from aiohttp import web
 
-from bot.console import actions, auth, campaigns_page, contact_page, flows_page, search
+from bot.console import (
+    actions,
+    auth,
+    campaigns_page,
+    contact_page,
+    flows_page,
+    optouts_page,
+    search,
+)
 
 CONSOLE_DIR: Final = Path(__file__).resolve().parent
 TEMPLATES_DIR: Final = CONSOLE_DIR / "templates"
@@ -29,4 +37,5 @@ def add_routes(app: web.Application) -> None:
     actions.add_routes(app)
     flows_page.add_routes(app)
     campaigns_page.add_routes(app)
+    optouts_page.add_routes(app)
     app.router.add_static(STATIC_PREFIX, STATIC_DIR, name="console_static", append_version=False)

@@ -96,3 +96,65 @@ def line_chart(
         )
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+@dataclass(frozen=True, slots=True)
+class Bars:
+    """One series of a bar chart: a value per label, drawn in one colour."""
+
+    label: str
+    values: Sequence[int]
+    colour: str | None = None
+
+
+def bar_chart(title: str, labels: Sequence[str], series: Sequence[Bars]) -> Markup:
+    """Grouped vertical bars (a group per label, a bar per series), counts on a shared axis;
+    labels are thinned so they never overlap."""
+    if not labels or not any(v for s in series for v in s.values):
+        return Markup('<p class="c-hint">Nothing in these dates.</p>')
+    top = max(max(s.values, default=0) for s in series) or 1
+    plot_w, plot_h = WIDTH - _LEFT - _RIGHT, HEIGHT - _TOP - _BOTTOM
+    group = plot_w / len(labels)
+    bar = max(1.0, group * 0.8 / max(len(series), 1))
+    every = max(1, int(len(labels) / (plot_w / 64)) + (1 if len(labels) > plot_w / 64 else 0))
+
+    def y(value: float) -> float:
+        return _TOP + plot_h * (1 - value / top)
+
+    parts = [
+        f'<svg class="c-chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+        f'<rect x="{_LEFT}" y="{_TOP}" width="{plot_w}" height="{plot_h}" fill="#ffffff" '
+        'stroke="#d0d7de"/>',
+    ]
+    for value in sorted({0, top // 2, top}):
+        parts.append(
+            f'<text x="{_LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end" font-size="11" '
+            f'fill="#57606a">{value}</text>'
+        )
+    for n, label in enumerate(labels):
+        left = _LEFT + group * n + group * 0.1
+        for k, one in enumerate(series):
+            value = one.values[n] if n < len(one.values) else 0
+            if not value:
+                continue
+            colour = one.colour or COLOURS[k % len(COLOURS)]
+            parts.append(
+                f'<rect x="{left + bar * k:.1f}" y="{y(value):.1f}" width="{bar:.1f}" '
+                f'height="{_TOP + plot_h - y(value):.1f}" fill="{colour}">'
+                f"<title>{escape(label)}: {escape(one.label)} {value}</title></rect>"
+            )
+        if n % every == 0:
+            parts.append(
+                f'<text x="{left + group * 0.4:.1f}" y="{HEIGHT - 20}" text-anchor="middle" '
+                f'font-size="11" fill="#57606a">{escape(label)}</text>'
+            )
+    for k, one in enumerate(series):
+        colour = one.colour or COLOURS[k % len(COLOURS)]
+        parts.append(
+            f'<text x="{_LEFT + 8 + 170 * k}" y="{HEIGHT - 4}" font-size="12" '
+            f'fill="{colour}">■ {escape(one.label)}</text>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -28,7 +28,9 @@ from bot.console.timeline import (
     Kind,
     TimelineFilter,
     build_timeline,
+    group_decisions,
 )
+from bot.conversations import Language
 from bot.db.engine import session_factory
 from bot.db.models import Contact
 from flows.consent import ConsentStatus
@@ -66,8 +68,26 @@ async def load_contact(request: web.Request) -> Contact | web.Response:
     return contact
 
 
-async def _categories(request: web.Request, contact_id: int) -> list[CategoryRow]:
+def customer_words(language: Language, locale: str | None) -> dict[str, str]:
+    """Each category's name as the customer saw it: their locale's word ("promotions" for
+    `marketing`), else the default locale's."""
+    code = locale if locale is not None and locale in language.catalogs else None
+    code = code or language.default_locale
+    catalog = language.catalogs[code]
+    names = {}
+    for category in language.categories:
+        text = catalog.categories.get(category.name)
+        names[category.name] = category.display(code, text.display if text else None)
+    return names
+
+
+async def _categories(
+    request: web.Request, contact_id: int, locale: str | None
+) -> list[CategoryRow]:
+    """Each category as the customer saw it named (their locale's word, e.g. "promotions" for
+    `marketing`), with its current status."""
     services = request.app[SERVICES]
+    names = customer_words(services.language, locale)
     views = await services.ledger.current(contact_id)
     rows = []
     for category in services.language.categories:
@@ -75,7 +95,7 @@ async def _categories(request: web.Request, contact_id: int) -> list[CategoryRow
         rows.append(
             CategoryRow(
                 name=category.name,
-                display=category.display("en"),
+                display=names[category.name],
                 kind=category.kind.value,
                 status=(view.status if view else ConsentStatus.NONE).value,
                 since=when(view.since) if view else "",
@@ -140,8 +160,11 @@ async def render_contact(
             "window_open": window_open,
             "window_text": window_text,
             "state": conversation.state if conversation else "idle",
-            "categories": await _categories(request, contact.id),
+            "categories": await _categories(request, contact.id, contact.locale),
+            "category_names": customer_words(services.language, contact.locale),
             "timeline": timeline,
+            # Newest first, one card per decision.
+            "cards": list(reversed(group_decisions(timeline.items))),
             "kinds": [k.value for k in Kind],
             "chosen_kinds": {k.value for k in flt.kinds},
             "since": flt.since.isoformat() if flt.since else "",

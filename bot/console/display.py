@@ -1,7 +1,7 @@
 """How the console shows identifiers and times: numbers masked, times in UTC, windows as time left.
 
 A phone number is personal data an agent rarely needs in full, so every page shows it masked
-(``+34 6•• ••• •78``: enough to tell two customers apart) unless the agent asks to reveal it,
+(``+34 6•• •• •• 78``: enough to tell two customers apart) unless the agent asks to reveal it,
 which is logged (see ``bot.console.audit``).
 """
 
@@ -10,23 +10,42 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+import phonenumbers
+
 MASK: Final = "•"
 
 
 def mask_number(wa_id: str | None) -> str:
-    """``34612345678`` -> ``+34 6•• ••• •78``; anything that is not digits is shown as it is
-    (an erased contact's pseudonym says nothing about the person)."""
+    """``12125550164`` -> ``+1 2••-•••-••64``: the real country code (read by `phonenumbers`,
+    never "the first two digits"), the national number's first digit and last two, the rest
+    masked in the country's own grouping. Anything that is not digits is shown as it is (an
+    erased contact's pseudonym says nothing about the person)."""
     if not wa_id:
         return ""
     if not wa_id.isdigit():
         return wa_id
     if len(wa_id) <= 5:
         return "+" + MASK * len(wa_id)
-    head, rest = wa_id[:2], wa_id[2:]
-    masked = rest[0] + MASK * (len(rest) - 3) + rest[-2:]
-    # Grouped in threes from the end, so the last two digits always end a group.
-    groups = [masked[max(0, i - 3) : i] for i in range(len(masked), 0, -3)]
-    return f"+{head} " + " ".join(reversed(groups))
+    try:
+        number = phonenumbers.parse("+" + wa_id)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_possible_number(number):
+        return "+" + MASK * (len(wa_id) - 2) + wa_id[-2:]
+    shown = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    code = f"+{number.country_code}"
+    national = shown[len(code) :]
+    digits = sum(c.isdigit() for c in national)
+    seen = 0
+    masked = []
+    for char in national:
+        if char.isdigit():
+            seen += 1
+            keep = seen == 1 or seen > digits - 2
+            masked.append(char if keep else MASK)
+        else:
+            masked.append(char)
+    return code + "".join(masked)
 
 
 def full_number(wa_id: str | None) -> str:

@@ -14,6 +14,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from bot.appkeys import SETTINGS
+from bot.console.labels import load_labels, plain, word
 from bot.console.sessions import AgentSession
 
 _CSP: Final = (
@@ -61,6 +62,11 @@ def render(
         "notice": None,
         "error": None,
     }
+    labels = load_labels(settings.default_locale)
+    # `plain('statuses', 'opted_out')` -> "opted out" with the code on hover; `word` the bare
+    # word (for attributes and option texts).
+    full["plain"] = lambda kind, code: plain(labels, kind, code)
+    full["word"] = lambda kind, code: word(labels, kind, code)
     full.update(context)
     response = aiohttp_jinja2.render_template(template, request, full, status=status)
     secure(response, inline_styles=inline_styles)

@@ -11,7 +11,7 @@ Results come newest contact first and page by id (keyset: "contacts older than i
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
@@ -24,9 +24,11 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from bot.appkeys import SERVICES
 from bot.console.auth import console_page
+from bot.console.contact_page import customer_words
 from bot.console.display import mask_number, when
 from bot.console.render import render
 from bot.console.sessions import AgentSession
+from bot.db.consent_models import ConsentState
 from bot.db.engine import session_factory
 from bot.db.models import Contact, ContactIdentity
 
@@ -35,6 +37,10 @@ MAX_QUERY: Final = 100
 
 _NUMBER = re.compile(r"^\+?[\d\s().-]+$")
 _BSUID = re.compile(r"^[A-Za-z]{2}\.[A-Za-z0-9]+$")
+
+
+#: The contact list's consent filter: contacts with at least one category in that status.
+CONSENT_FILTERS: Final = ("opted_out", "pending", "lapsed", "opted_in")
 
 
 class QueryKind(StrEnum):
@@ -127,12 +133,24 @@ def _matching_ids(dialect: str, query: ContactQuery) -> CompoundSelect[tuple[int
 
 
 def search_statement(
-    query: ContactQuery, *, dialect: str, before: int | None = None, limit: int = PAGE_SIZE
+    query: ContactQuery,
+    *,
+    dialect: str,
+    before: int | None = None,
+    limit: int = PAGE_SIZE,
+    consent: str | None = None,
 ) -> SelectOfScalar[Contact]:
-    """Contacts matching ``query``, newest first, older than id ``before``; ``limit`` rows."""
+    """Contacts matching ``query`` (and, with ``consent``, having a category in that status),
+    newest first, older than id ``before``; ``limit`` rows."""
     statement = select(Contact)
     if query.kind is not QueryKind.ALL:
         statement = statement.where(col(Contact.id).in_(_matching_ids(dialect, query)))
+    if consent is not None:
+        statement = statement.where(
+            col(Contact.id).in_(
+                select(col(ConsentState.contact_id)).where(col(ConsentState.status) == consent)
+            )
+        )
     if before is not None:
         statement = statement.where(col(Contact.id) < before)
     return statement.order_by(col(Contact.id).desc()).limit(limit)
@@ -142,6 +160,8 @@ def search_statement(
 class SearchPage:
     contacts: list[Contact]
     next_before: int | None  # the `before` of the next page, None on the last one
+    #: Each listed contact's status per category (categories never decided are absent).
+    states: dict[int, dict[str, str]] = field(default_factory=dict)
 
 
 async def search_contacts(
@@ -150,15 +170,26 @@ async def search_contacts(
     *,
     before: int | None = None,
     page_size: int = PAGE_SIZE,
+    consent: str | None = None,
 ) -> SearchPage:
     async with sessions() as session:
         dialect = session.bind.dialect.name if session.bind is not None else ""
-        statement = search_statement(query, dialect=dialect, before=before, limit=page_size + 1)
+        statement = search_statement(
+            query, dialect=dialect, before=before, limit=page_size + 1, consent=consent
+        )
         rows = list((await session.exec(statement)).all())
-    more = len(rows) > page_size
-    rows = rows[:page_size]
+        more = len(rows) > page_size
+        rows = rows[:page_size]
+        ids = [c.id for c in rows if c.id is not None]
+        states: dict[int, dict[str, str]] = {}
+        if ids:
+            found = await session.exec(
+                select(ConsentState).where(col(ConsentState.contact_id).in_(ids))
+            )
+            for state in found.all():
+                states.setdefault(state.contact_id, {})[state.category] = state.status
     next_before = rows[-1].id if more and rows else None
-    return SearchPage(rows, next_before)
+    return SearchPage(rows, next_before, states)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +203,23 @@ class ContactRow:
     name: str
     locale: str
     updated: str
+    #: (status, category names) groups, e.g. [("opted_out", ["promotions"]), …]
+    consent: list[tuple[str, list[str]]]
 
 
-def _row(contact: Contact) -> ContactRow:
+#: The order statuses are listed in a row: what an agent must notice first.
+_STATUS_ORDER: Final = ("opted_out", "pending", "lapsed", "opted_in", "none")
+
+
+def consent_summary(states: dict[str, str], names: dict[str, str]) -> list[tuple[str, list[str]]]:
+    """Group a contact's categories by status, in the customer's words: one entry per status."""
+    groups: dict[str, list[str]] = {}
+    for category, name in names.items():
+        groups.setdefault(states.get(category, "none"), []).append(name)
+    return [(status, groups[status]) for status in _STATUS_ORDER if status in groups]
+
+
+def _row(contact: Contact, states: dict[str, str], names: dict[str, str]) -> ContactRow:
     assert contact.id is not None
     return ContactRow(
         id=contact.id,
@@ -184,6 +229,7 @@ def _row(contact: Contact) -> ContactRow:
         name=contact.profile_name or "",
         locale=contact.locale or "",
         updated=when(contact.updated_at),
+        consent=consent_summary(states, names),
     )
 
 
@@ -193,8 +239,11 @@ async def search_page(request: web.Request, session: AgentSession) -> web.Stream
     before_text = request.query.get("before", "")
     before = int(before_text) if before_text.isdigit() else None
     query = parse_query(text)
-    sessions = session_factory(request.app[SERVICES].engine)
-    page = await search_contacts(sessions, query, before=before)
+    consent_text = request.query.get("consent", "")
+    consent = consent_text if consent_text in CONSENT_FILTERS else None
+    services = request.app[SERVICES]
+    sessions = session_factory(services.engine)
+    page = await search_contacts(sessions, query, before=before, consent=consent)
     return render(
         request,
         "console/search.html",
@@ -202,7 +251,16 @@ async def search_page(request: web.Request, session: AgentSession) -> web.Stream
             "section": "contacts",
             "q": text.strip()[:MAX_QUERY],
             "query_kind": query.kind.value,
-            "rows": [_row(c) for c in page.contacts],
+            "rows": [
+                _row(
+                    c,
+                    page.states.get(c.id or 0, {}),
+                    customer_words(services.language, c.locale),
+                )
+                for c in page.contacts
+            ],
+            "consent": consent or "",
+            "consent_filters": CONSENT_FILTERS,
             "next_before": page.next_before,
             "paged": before is not None,
         },

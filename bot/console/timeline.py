@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, Final
@@ -68,6 +68,18 @@ class TimelineItem:
     error: str | None = None
     summary: str | None = None
     order: int = 0
+    #: Consent cards: the decision, what it covered and how it was taken (codes; the page shows
+    #: them in plain words).
+    action: str | None = None
+    categories: tuple[str, ...] = ()
+    source: str | None = None
+    method: str | None = None
+    #: Flow steps: the flow's name and the states it moved between (codes).
+    flow: str | None = None
+    from_state: str | None = None
+    to_state: str | None = None
+    #: An inbound card's own flow step, folded in (see `group_decisions`).
+    step: TimelineItem | None = None
 
     @property
     def sort_key(self) -> tuple[datetime, int, int]:
@@ -225,6 +237,9 @@ def _flow(row: TranscriptEntry) -> TimelineItem:
         + (f" ({label})" if label else ""),
         text=None,
         summary=f"on {step.get('trigger', '?')}",
+        flow=flow_name(source, target),
+        from_state=source,
+        to_state=target,
         details=(
             ("from state", source),
             ("to state", target),
@@ -284,7 +299,47 @@ def consent_item(row: ConsentEvent) -> TimelineItem:
         details=tuple(details),
         summary=_consent_summary(row),
         order=row.id or 0,
+        action=row.action,
+        categories=(row.category,),
+        source=row.source,
+        method=row.method,
     )
+
+
+def group_decisions(items: Sequence[TimelineItem]) -> list[TimelineItem]:
+    """One card per event: ledger rows of one moment with the same action, source and method
+    (a START asking for four categories, a STOP ending them all) become one card naming every
+    category, instead of one card each, and the conversation step a customer's message caused
+    is shown inside that message's card. Evidence shown is the first row's: the rows of one
+    decision carry the same. Order is kept (oldest first); only neighbours merge."""
+    grouped: list[TimelineItem] = []
+    for item in items:
+        last = grouped[-1] if grouped else None
+        if (
+            last is not None
+            and item.kind is Kind.FLOW
+            and last.kind is Kind.INBOUND
+            and last.step is None
+            and last.at == item.at
+        ):
+            grouped[-1] = replace(last, step=item)
+            continue
+        if (
+            last is not None
+            and item.kind is Kind.CONSENT
+            and last.kind is Kind.CONSENT
+            and (last.at, last.action, last.source, last.method)
+            == (item.at, item.action, item.source, item.method)
+        ):
+            categories = (*last.categories, *item.categories)
+            grouped[-1] = replace(
+                last,
+                categories=categories,
+                title=f"Consent {last.action}: {', '.join(categories)}",
+            )
+            continue
+        grouped.append(item)
+    return grouped
 
 
 def _in_range(column: Any, flt: TimelineFilter) -> list[Any]:

@@ -11,12 +11,33 @@ from bot.settings import Settings, SettingsError, load_settings
 
 def test_defaults_are_the_embedded_sandbox() -> None:
     settings = load_settings({}, env_file=None)
-    assert settings == Settings()
+    assert settings == Settings(redis_snapshot_file="optin.db.redis")
     assert settings.sandbox and settings.embedded_redis and settings.embedded_database
     assert settings.phone_number_id == "sandbox"
     assert settings.graph_api_url == "https://graph.facebook.com/v25.0"
     assert settings.messages_url == "https://graph.facebook.com/v25.0/sandbox/messages"
     assert settings.send_rate == 80.0
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "optin.db.redis"),
+        ({"DATABASE_URL": "sqlite+aiosqlite:////var/lib/optin/optin.db"}, None),
+        ({"DATABASE_URL": "postgresql+asyncpg://db/optin"}, "optin.redis"),
+        ({"EMBEDDED_REDIS_FILE": "off"}, None),
+        ({"EMBEDDED_REDIS_FILE": "state.redis"}, "state.redis"),
+        ({"REDIS_URL": "redis://127.0.0.1:6379/0"}, None),
+    ],
+)
+def test_the_embedded_redis_is_saved_beside_the_sqlite_file(
+    env: dict[str, str], expected: str | None
+) -> None:
+    if env.get("DATABASE_URL", "").startswith("sqlite+aiosqlite:////var/lib/optin"):
+        with pytest.raises(SettingsError, match="EMBEDDED_REDIS_FILE"):
+            load_settings(env, env_file=None)  # the folder does not exist here
+        return
+    assert load_settings(env, env_file=None).redis_snapshot_file == expected
 
 
 def test_every_contract_variable_is_read() -> None:

@@ -52,7 +52,12 @@ async def test_an_agent_withdraws_a_category_with_a_note(agent: Agent) -> None:
 
     shown = await agent.page(f"{page}?done=withdrawn")
     assert "Withdrawn. The ledger row names you and your note." in shown
-    assert "Consent withdrawn: marketing" in shown and "evidence: agent" in shown
+    assert re.search(
+        r'c-withdrawn" title="withdrawn">opted out</span>:\s*'
+        r'<span class="c-category" title="marketing">promotions',
+        shown,
+    )
+    assert "evidence: agent" in shown
     assert "alice</strong> withdraw (marketing)" in shown
 
 

@@ -110,5 +110,32 @@ async def test_numbers_are_masked_in_results(agent: Agent) -> None:
     await _seed(agent)
     await agent.login()
     page = await agent.page("/console", q="4477009")
-    assert "+44 7 ••• ••• •02" in page
+    assert "+44 7••• ••••02" in page
     assert "447700900002" not in page
+
+
+async def test_the_list_shows_each_contacts_consent_and_filters_by_it(agent: Agent) -> None:
+    """Regression: the contact list showed no consent status and could not be filtered by it."""
+    chat = agent.chat
+    chat.name = "Stopper"
+    await chat.say("STOP")
+    stopper = await chat.contact_id()
+    chat.wa_id = "15550001002"
+    chat.name = "Starter"
+    await chat.say("START")
+    starter = await chat.contact_id()
+    await agent.login()
+
+    page = await agent.page("/console")
+    row = re.search(rf'href="/console/contacts/{stopper}".*?</tr>', page, re.S)
+    assert row is not None
+    assert 'title="opted_out">opted out</span> promotions, order updates' in row.group(0)
+
+    opted_out = _links(await agent.page("/console", consent="opted_out"))
+    assert stopper in opted_out and starter not in opted_out
+    pending = await agent.page("/console", consent="pending")
+    assert _links(pending) == [starter]
+    assert "waiting for an answer</span> promotions" in pending
+    assert _links(await agent.page("/console", consent="lapsed")) == []
+    ignored = _links(await agent.page("/console", consent="<bogus>"))
+    assert {stopper, starter} <= set(ignored)
