@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import string
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
@@ -41,12 +41,14 @@ class RedisKey:
     personal: Personal
     holds: str
     erasure: str = ""
+    #: The names of the variable parts, parsed once: `format` runs on the webhook's hot path.
+    fields: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def fields(self) -> tuple[str, ...]:
-        return tuple(
+    def __post_init__(self) -> None:
+        names = tuple(
             name for _, name, _, _ in string.Formatter().parse(self.pattern) if name is not None
         )
+        object.__setattr__(self, "fields", names)
 
     @property
     def name(self) -> str:
@@ -68,7 +70,7 @@ class RedisKey:
 
     def format(self, **parts: object) -> str:
         """The key for these variable parts (every one must be given, no other)."""
-        if set(parts) != set(self.fields):
+        if len(parts) != len(self.fields) or not all(name in parts for name in self.fields):
             raise ValueError(f"{self.pattern} takes {self.fields}, got {tuple(parts)}")
         return self.pattern.format(**parts)
 
