@@ -220,4 +220,4 @@ class InboundWorker:
             ", ".join(events),
         )
         if self._metrics is not None:
-            self._metrics.dead_letters_trimmed.inc(len(trimmed))
+            self._metrics.dead_letters_trimmed.labels(stream=DEAD_LETTER_STREAM).inc(len(trimmed))

@@ -17,6 +17,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from bot import redis_keys
+
 # `*_created` series double the output and no dashboard of ours reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
@@ -64,7 +66,8 @@ class Metrics:
         )
         self.dead_letters_trimmed = Counter(
             "optin_dead_letters_trimmed",
-            "Dead events removed from the full dead-letter stream to make room for newer ones",
+            "Dead events removed from a full dead-letter stream to make room for newer ones",
+            ["stream"],
             registry=self.registry,
         )
         self.queue_depth = Gauge(
@@ -102,6 +105,8 @@ class Metrics:
             self.outbound_messages.labels(result=outcome)
         for outcome in ("delivered", "retried", "rejected", "gone", "expired"):
             self.crm_deliveries.labels(result=outcome)
+        for key in (redis_keys.DEAD_LETTERS, redis_keys.CRM_DEAD_LETTERS):
+            self.dead_letters_trimmed.labels(stream=key.name)
 
     def set_queue_depths(self, depths: dict[str, int]) -> None:
         for queue, depth in depths.items():

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import string
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
@@ -41,12 +41,14 @@ class RedisKey:
     personal: Personal
     holds: str
     erasure: str = ""
+    #: The names of the variable parts, parsed once: `format` runs on the webhook's hot path.
+    fields: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def fields(self) -> tuple[str, ...]:
-        return tuple(
+    def __post_init__(self) -> None:
+        names = tuple(
             name for _, name, _, _ in string.Formatter().parse(self.pattern) if name is not None
         )
+        object.__setattr__(self, "fields", names)
 
     @property
     def name(self) -> str:
@@ -68,7 +70,7 @@ class RedisKey:
 
     def format(self, **parts: object) -> str:
         """The key for these variable parts (every one must be given, no other)."""
-        if set(parts) != set(self.fields):
+        if len(parts) != len(self.fields) or not all(name in parts for name in self.fields):
             raise ValueError(f"{self.pattern} takes {self.fields}, got {tuple(parts)}")
         return self.pattern.format(**parts)
 
@@ -353,7 +355,8 @@ CRM_DEAD_LETTERS: Final = _key(
     "optin:crm:dead",
     "stream",
     "bot.crm.deliverer",
-    "the newest 100,000 entries (XADD MAXLEN ~)",
+    "the newest 100,000 entries; each trim is logged at ERROR and counted "
+    "(optin_dead_letters_trimmed_total)",
     _CUSTOMER,
     "CRM events given up, kept for redelivery",
     "entries naming the contact are deleted",
@@ -404,10 +407,18 @@ CONSOLE_SESSION: Final = _key(
 CONSOLE_LOGIN_ATTEMPTS: Final = _key(
     "optin:console:login-failures:{address}",
     "string",
-    "bot.console.auth",
-    "15 minutes from the first attempt (TTL)",
+    "bot.console.throttle",
+    "15 minutes from the first failure (TTL)",
     _AGENT,
-    "login attempts from one client address (the key is the address)",
+    "wrong console tokens from one client address (the key is the address)",
+)
+CONSOLE_LOGIN_CHECKS: Final = _key(
+    "optin:console:login-checks:{address}",
+    "zset",
+    "bot.console.throttle",
+    "a member until its token is compared (at most 5 s); the key 5 s after the last attempt",
+    _AGENT,
+    "login attempts from one client address being checked now (the key is the address)",
 )
 CONSOLE_AUDIT: Final = _key(
     "optin:console:audit",

@@ -51,45 +51,68 @@ return added
 """
 
 
-# Add the entry, then trim exactly the oldest entries beyond the cap and say which went (their ids
-# and events), all in one step. XADD's own MAXLEN ~ would drop whole blocks without a word.
-_DEAD_LETTER_LUA = """
-local added = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+# Trim exactly the oldest entries beyond the cap (ARGV[1]) and say which went: their ids and the
+# value of their field ARGV[2] (the event). XADD's own MAXLEN ~ drops whole blocks without a word.
+_TRIM_LUA_BODY = """
 local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[1])
 local trimmed = {}
 if excess > 0 then
   for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)) do
     redis.call('XDEL', KEYS[1], entry[1])
-    local event = ''
+    local named = ''
     for i = 1, #entry[2], 2 do
-      if entry[2][i] == 'e' then event = entry[2][i + 1] end
+      if entry[2][i] == ARGV[2] then named = entry[2][i + 1] end
     end
     trimmed[#trimmed + 1] = entry[1]
-    trimmed[#trimmed + 1] = event
+    trimmed[#trimmed + 1] = named
   end
 end
-return {added, trimmed}
 """
+_TRIM_LUA = _TRIM_LUA_BODY + "return trimmed\n"
+# The same, after adding an entry (its fields from ARGV[3]) in the same step.
+_ADD_AND_TRIM_LUA = (
+    "local added = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))\n"
+    + _TRIM_LUA_BODY
+    + "return {added, trimmed}\n"
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Trimmed:
-    """A dead-letter entry that made room for a newer one: its entry id and its encoded event."""
+    """An entry removed from a full dead-letter stream to make room for newer ones: its entry
+    id and the event it held (the value of the field named when trimming)."""
 
     entry_id: str
     event: str
 
 
+def _trimmed(flat: list[Any]) -> list[Trimmed]:
+    values = [str(value) for value in flat]
+    return [Trimmed(values[i], values[i + 1]) for i in range(0, len(values), 2)]
+
+
 async def add_dead_letter(
-    redis: Redis, fields: dict[str, str], *, maxlen: int = DEAD_LETTER_MAXLEN
+    redis: Redis,
+    fields: dict[str, str],
+    *,
+    stream: str = DEAD_LETTER_STREAM,
+    maxlen: int = DEAD_LETTER_MAXLEN,
+    event_field: str = "e",
 ) -> tuple[str, list[Trimmed]]:
-    """Add `fields` to the dead-letter stream; return the new entry's id and the oldest entries
-    removed to keep it at `maxlen` (none until it is full)."""
+    """Add `fields` to a dead-letter stream; return the new entry's id and the oldest entries
+    removed to keep it at `maxlen` (none until it is full), for the caller to log and count."""
     flat = [item for pair in fields.items() for item in pair]
-    script = redis.register_script(_DEAD_LETTER_LUA)
-    added, trimmed = await script(keys=[DEAD_LETTER_STREAM], args=[maxlen, *flat])
-    pairs = [str(value) for value in trimmed]
-    return str(added), [Trimmed(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
+    script = redis.register_script(_ADD_AND_TRIM_LUA)
+    added, trimmed = await script(keys=[stream], args=[maxlen, event_field, *flat])
+    return str(added), _trimmed(trimmed)
+
+
+async def trim_dead_letters(
+    redis: Redis, stream: str, *, maxlen: int, event_field: str
+) -> list[Trimmed]:
+    """Trim a dead-letter stream to its newest `maxlen` entries; return what went."""
+    script = redis.register_script(_TRIM_LUA)
+    return _trimmed(await script(keys=[stream], args=[maxlen, event_field]))
 
 
 def inbound_stream(shard: int) -> str:

@@ -21,7 +21,6 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from bot import redis_keys
 from bot.appkeys import SERVICES, SETTINGS
 from bot.clientaddress import came_over_tls, client_address
 from bot.console.audit import AuditLog
@@ -35,36 +34,13 @@ from bot.console.sessions import (
     can_log_in,
     console_open,
 )
+from bot.console.throttle import FAILURE_WINDOW_S, LoginAttempt, Slot
 
 COOKIE: Final = "optin_console"
 LOGIN_COOKIE: Final = "optin_console_login"
 CSRF_FIELD: Final = "csrf"
 LOGIN_PATH: Final = "/console/login"
 HOME_PATH: Final = "/console"
-#: Failed logins per client address (`bot.clientaddress`) within ``FAILURE_WINDOW_S`` before it
-#: must wait.
-MAX_FAILURES: Final = 10
-FAILURE_WINDOW_S: Final = 900
-
-# Take one attempt from the address's allowance before its token is compared: INCR, and the
-# window's expiry set in the same step (a key never outlives its window, even if the process dies
-# between the two). Read-then-increment let 64 concurrent wrong tokens all be compared.
-_ATTEMPT_LUA: Final = """
-local attempts = redis.call('INCR', KEYS[1])
-if redis.call('TTL', KEYS[1]) < 0 then
-  redis.call('EXPIRE', KEYS[1], ARGV[1])
-end
-return attempts
-"""
-# Give an attempt back (a right token): never below zero, never on a key that already expired
-# (DECR would recreate it without an expiry).
-_GIVE_BACK_LUA: Final = """
-if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
-  return redis.call('DECR', KEYS[1])
-end
-return 0
-"""
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PageHandler = Callable[[web.Request, AgentSession], Awaitable[web.StreamResponse]]
 
@@ -201,10 +177,6 @@ def _remote(request: web.Request) -> str:
     return client_address(request, request.app[SETTINGS].trusted_proxies)
 
 
-def _failures_key(request: web.Request) -> str:
-    return redis_keys.CONSOLE_LOGIN_ATTEMPTS.format(address=_remote(request))
-
-
 async def login(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     if not can_log_in(settings):
@@ -222,24 +194,25 @@ async def login(request: web.Request) -> web.StreamResponse:
             login_link=True,
         )
     redis = request.app[SERVICES].redis
-    throttle_key = _failures_key(request)
-    take_attempt = redis.register_script(_ATTEMPT_LUA)
-    attempts = int(await take_attempt(keys=[throttle_key], args=[FAILURE_WINDOW_S]))
-    if attempts > MAX_FAILURES:
+    attempt = LoginAttempt(redis, _remote(request))
+    slot = await attempt.take()
+    if slot is not Slot.GO:
         return refusal(
             request,
             429,
             "Too many attempts",
-            "Too many wrong tokens from this address: wait 15 minutes.",
+            f"Too many wrong tokens from this address: wait {FAILURE_WINDOW_S // 60} minutes."
+            if slot is Slot.LOCKED
+            else "Too many logins from this address at once: try again in a moment.",
         )
     token = form.get("token")
     agent = agent_for_token(settings, token) if isinstance(token, str) else None
     audit = AuditLog(redis)
     if agent is None:
+        await attempt.failed()
         await audit.record(agent="", action="login_refused", detail={"remote": _remote(request)})
         return _login_page(request, next_path, error="That token is not valid.", status=401)
-    # A right token gives its attempt back: only failures use up the allowance.
-    await redis.register_script(_GIVE_BACK_LUA)(keys=[throttle_key])
+    await attempt.succeeded()
     session_id, _ = await sessions_of(request).create(agent)
     await audit.record(agent=agent, action="login", detail={"remote": _remote(request)})
     response = secure(redirect(next_path))

@@ -35,7 +35,7 @@ from bot.crm.pause import PAUSE_KEY, Pause, current_pause, encode_pause, resume,
 from bot.inbound import TRANSIENT_ERRORS
 from bot.metrics import Metrics
 from bot.shardowner import ShardOwner
-from bot.streams import EMPTY_READ_PAUSE_SECONDS
+from bot.streams import EMPTY_READ_PAUSE_SECONDS, trim_dead_letters
 
 log = logging.getLogger(__name__)
 
@@ -257,13 +257,31 @@ class CrmDeliverer:
                     "at": fields.get("at", ""),
                     "body": fields.get("body", ""),
                 },
-                maxlen=DEAD_MAXLEN,
-                approximate=True,
             )
         if pause is not None:
             pipe.set(PAUSE_KEY, encode_pause(pause))
         pipe.xdel(stream, entry_id)
         await asyncio.shield(pipe.execute())
+        if status is DeliveryStatus.DEAD:
+            await self._trim_dead()
+
+    async def _trim_dead(self) -> None:
+        """Keep the newest `DEAD_MAXLEN` given-up events, and never drop one silently."""
+        trimmed = await trim_dead_letters(
+            self._redis, CRM_DEAD_STREAM, maxlen=DEAD_MAXLEN, event_field="id"
+        )
+        if not trimmed:
+            return
+        log.error(
+            "%s is full (%d entries): trimmed %d oldest given-up CRM events, entries %s, events %s",
+            CRM_DEAD_STREAM,
+            DEAD_MAXLEN,
+            len(trimmed),
+            ", ".join(entry.entry_id for entry in trimmed),
+            ", ".join(entry.event for entry in trimmed),
+        )
+        if self._metrics is not None:
+            self._metrics.dead_letters_trimmed.labels(stream=CRM_DEAD_STREAM).inc(len(trimmed))
 
     async def _paused(self) -> bool:
         paused = await current_pause(self._redis)

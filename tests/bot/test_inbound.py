@@ -225,7 +225,7 @@ async def test_the_full_dead_letter_stream_says_what_it_trims(
     async with running(worker):
 
         async def all_dead() -> bool:
-            return metrics.dead_letters_trimmed._value.get() == 2
+            return metrics.dead_letters_trimmed.labels(stream=DEAD_LETTER_STREAM)._value.get() == 2
 
         await eventually(all_dead)
     dead = await redis_client.xrange(DEAD_LETTER_STREAM)
@@ -236,7 +236,7 @@ async def test_the_full_dead_letter_stream_says_what_it_trims(
     assert len(trimmed) == 2
     assert all(r.levelno == logging.ERROR for r in caplog.records if "trimmed" in r.getMessage())
     assert "msg:wamid.15550005555.0" in trimmed[0] and "msg:wamid.15550005555.1" in trimmed[1]
-    assert metrics.dead_letters_trimmed._value.get() == 2
+    assert metrics.dead_letters_trimmed.labels(stream=DEAD_LETTER_STREAM)._value.get() == 2
 
 
 async def test_add_dead_letter_trims_exactly_the_oldest_beyond_the_cap(

@@ -128,3 +128,23 @@ def test_keys_are_built_from_their_patterns() -> None:
         redis_keys.WINDOW.format(shard=1)
     with pytest.raises(ValueError):
         _ = redis_keys.WINDOW.name
+
+
+_MENTION = re.compile(r"(?<![\w:.-])optin:[\w:{}<>*.\-]*[\w}>*]")
+
+
+def test_every_key_a_comment_or_docstring_names_is_listed() -> None:
+    """Comments and docstrings name keys too (`optin:queued:<message id>`, a lease prefix):
+    each must be a listed family, so prose cannot describe a key that no longer exists."""
+    unknown = []
+    for package in ("bot", "flows"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path.name == "redis_keys.py" and path.parent.name == "bot":
+                continue
+            for mention in _MENTION.findall(path.read_text(encoding="utf-8")):
+                if mention in NOT_REDIS_KEYS:
+                    continue
+                concrete = re.sub(r"<[^>]*>|\{[^}]*\}|\*", "x", mention)
+                if key_for(concrete) is None and not any(k.prefix == mention for k in KEYS):
+                    unknown.append(f"{path.relative_to(ROOT)}: {mention}")
+    assert unknown == [], "\n".join(unknown)

@@ -468,3 +468,22 @@ async def test_the_senders_markers_keep_no_message_id_of_the_contact(
         assert 0 < await services.redis.ttl(marker) <= 3600
     in_redis, _ = await redis_text(services.redis)
     assert wamid not in in_redis and NUMBER not in in_redis
+
+
+async def test_the_number_leaves_the_sandboxs_list(
+    aiohttp_client: ClientFactory, stack_urls: tuple[str, str], settings_for: Any
+) -> None:
+    """The sandbox remembers the numbers played in it (`optin:sandbox:contacts`): an erased
+    number goes from that list too; the others stay."""
+    from bot.redis_keys import SANDBOX_CONTACTS
+
+    client = await records_client(aiohttp_client, stack_urls, settings_for)
+    services = services_of(client)
+    await seed(services, NUMBER)
+    await services.redis.sadd(SANDBOX_CONTACTS.name, NUMBER, "34699999999")
+
+    response = await client.delete(f"/v1/contacts/{NUMBER}", headers=AUTH)
+
+    assert response.status == 200
+    assert (await response.json())["erased"]["redis_entries"] == 1
+    assert await services.redis.smembers(SANDBOX_CONTACTS.name) == {"34699999999"}

@@ -259,3 +259,38 @@ async def test_a_re_announced_event_is_queued_and_delivered_once(
     assert await outbox.enqueue([crm_event("consent:1", A)]) == 0  # delivered already
     await asyncio.sleep(0.3)
     assert receiver.delivered_ids() == ["consent:1", "consent:2"]
+
+
+async def test_a_full_dead_letter_stream_says_what_it_trims(
+    redis_client: Redis,
+    http: aiohttp.ClientSession,
+    receiver: FakeReceiver,
+    monkeypatch: Any,
+    caplog: Any,
+) -> None:
+    """Given-up CRM events are dead events too: the stream was capped with XADD MAXLEN ~,
+    dropping the oldest without a word; now the excess is logged at ERROR and counted."""
+    import logging
+
+    import bot.crm.deliverer
+
+    monkeypatch.setattr(bot.crm.deliverer, "DEAD_MAXLEN", 2)
+    for n in (1, 2):
+        await redis_client.xadd(CRM_DEAD_STREAM, {"id": f"old:{n}", "reason": "rejected"})
+    receiver.script("consent:1", 400)
+    await CrmOutbox(redis_client).enqueue([crm_event("consent:1", A)])
+    metrics = Metrics()
+    caplog.set_level(logging.ERROR, logger="bot.crm.deliverer")
+
+    async with running(redis_client, http, receiver.url, metrics=metrics):
+
+        async def trimmed() -> bool:
+            counter = metrics.dead_letters_trimmed.labels(stream=CRM_DEAD_STREAM)
+            return bool(counter._value.get() == 1)
+
+        await eventually(trimmed)
+
+    letters: Any = await redis_client.xrange(CRM_DEAD_STREAM)
+    assert [fields["id"] for _, fields in letters] == ["old:2", "consent:1"]
+    (record,) = [r for r in caplog.records if "trimmed" in r.getMessage()]
+    assert record.levelno == logging.ERROR and "old:1" in record.getMessage()
