@@ -70,6 +70,13 @@ class Metrics:
             ["stream"],
             registry=self.registry,
         )
+        self.foreign_number_events = Counter(
+            "optin_webhook_foreign_number_events",
+            "Webhook changes for another business number, kept as unknown events with no "
+            "effect, by field",
+            ["field"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "optin_queue_depth",
             "Entries in each queue",

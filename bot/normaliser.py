@@ -20,7 +20,16 @@ fill in the profile name and username.
 Time: `occurred_at` comes from the item's unix `timestamp` (a string of digits, or an integer).
 When it is missing or unreadable the event is kept with, in this order, the entry's `time`, the
 `received_at` the caller passes (the webhook passes the time it received the body), or the Unix
-epoch (1970-01-01T00:00:00Z) so the result stays deterministic.
+epoch (1970-01-01T00:00:00Z) so the result stays deterministic. A time later than `received_at`
+plus `CLOCK_SKEW_ALLOWANCE` is clamped to that: nobody can write from the future, and a forged
+or broken timestamp (now + 10^9 s) must not keep a 24-hour window open for decades or outrank
+every later decision.
+
+Whose number: a change whose `metadata.phone_number_id` is not `own_number` (the caller passes
+the business's number id; None accepts every number, as the sandbox does before a number is
+configured) is kept as one `Unknown` event, reason `foreign_number: …`, with no customer, so
+nothing of it reaches a contact of ours. Changes that carry no number (business-account notices)
+are read as usual.
 
 The reading is split by what is read: `bot.normaliser_change` (what the events of one change
 share, and the `contacts[]` linking), `bot.normaliser_messages` (one reader per message type),
@@ -32,7 +41,7 @@ rules that refuse it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bot.normaliser_change import Change
 from bot.normaliser_messages import MESSAGE_READERS, MessageRead
@@ -46,9 +55,21 @@ from bot.normaliser_updates import (
 from bot.normaliser_values import JsonObject, as_utc, text_or_none, unix_time
 from flows.events import ContactRef, Event
 
-__all__ = ["BUSINESS_LEVEL_FIELDS", "EPOCH", "NotAnEnvelope", "normalise"]
+__all__ = [
+    "BUSINESS_LEVEL_FIELDS",
+    "CLOCK_SKEW_ALLOWANCE",
+    "EPOCH",
+    "FOREIGN_NUMBER",
+    "NotAnEnvelope",
+    "normalise",
+]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: How far ahead of our clock Meta's timestamps may be (their clocks and ours are both NTP-set;
+#: a minute covers any honest difference with room to spare).
+CLOCK_SKEW_ALLOWANCE = timedelta(minutes=1)
+#: The reason prefix of the `Unknown` event a webhook for another business number becomes.
+FOREIGN_NUMBER = "foreign_number"
 
 #: Webhook fields about the business (its account, numbers, templates, groups) rather than a
 #: customer: they become `AccountUpdate` events.
@@ -83,12 +104,15 @@ class NotAnEnvelope(ValueError):
     """The body is not a WhatsApp Business webhook envelope; the message says why."""
 
 
-def normalise(payload: object, *, received_at: datetime | None = None) -> list[Event]:
+def normalise(
+    payload: object, *, received_at: datetime | None = None, own_number: str | None = None
+) -> list[Event]:
     """Every event in one webhook body, in the order Meta listed them.
 
     Raises `NotAnEnvelope` (see the module docstring); never raises anything else.
     `received_at` (naive values are taken as UTC) is the fallback time for items without a
-    readable timestamp.
+    readable timestamp, and, plus `CLOCK_SKEW_ALLOWANCE`, the latest time an event may claim.
+    `own_number` is the business's phone number id (None: every number is ours).
     """
     if not isinstance(payload, dict):
         raise NotAnEnvelope("the body is not a JSON object")
@@ -98,6 +122,7 @@ def normalise(payload: object, *, received_at: datetime | None = None) -> list[E
     if not isinstance(entries, list):
         raise NotAnEnvelope('"entry" is missing or not a list')
     fallback = as_utc(received_at) if received_at is not None else EPOCH
+    latest = fallback + CLOCK_SKEW_ALLOWANCE if received_at is not None else None
     events: list[Event] = []
     for entry in entries:
         if not isinstance(entry, dict):
@@ -107,13 +132,26 @@ def normalise(payload: object, *, received_at: datetime | None = None) -> list[E
             raise NotAnEnvelope('an entry\'s "changes" is missing or not a list')
         waba_id = text_or_none(entry.get("id")) or ""
         entry_time = unix_time(entry.get("time")) or fallback
+        if latest is not None:
+            entry_time = min(entry_time, latest)
         for change in changes:
             if not isinstance(change, dict):
                 raise NotAnEnvelope("a change is not an object")
             value = change.get("value")
             if not isinstance(value, dict):
                 raise NotAnEnvelope('a change\'s "value" is missing or not an object')
-            _read_change(Change(change.get("field"), waba_id, entry_time, value), events)
+            read = Change(change.get("field"), waba_id, entry_time, value, latest=latest)
+            number = read.phone_number_id
+            if own_number is not None and number and number != own_number:
+                events.append(
+                    read.unknown(
+                        "change",
+                        value,
+                        f"{FOREIGN_NUMBER}: a webhook for phone number id {number}, not ours",
+                    )
+                )
+                continue
+            _read_change(read, events)
     return events
 
 

@@ -22,9 +22,25 @@ __all__ = ["Change"]
 class Change:
     """One `entry[].changes[]` item being read, with what its events have in common."""
 
-    __slots__ = ("_contacts", "entry_time", "field", "phone_number_id", "value", "waba_id")
+    __slots__ = (
+        "_contacts",
+        "entry_time",
+        "field",
+        "latest",
+        "phone_number_id",
+        "value",
+        "waba_id",
+    )
 
-    def __init__(self, field: object, waba_id: str, entry_time: datetime, value: JsonObject):
+    def __init__(
+        self,
+        field: object,
+        waba_id: str,
+        entry_time: datetime,
+        value: JsonObject,
+        *,
+        latest: datetime | None = None,
+    ):
         self.field = field if isinstance(field, str) else ""
         self.waba_id = waba_id
         self.entry_time = entry_time
@@ -33,9 +49,12 @@ class Change:
         pnid = text_or_none(metadata.get("phone_number_id")) if isinstance(metadata, dict) else None
         self.phone_number_id = pnid or ""
         self._contacts: dict[str, JsonObject] | None = None
+        #: The latest time an item may claim (received + the clock-skew allowance), if known.
+        self.latest = latest
 
     def time(self, raw: object) -> datetime:
-        return unix_time(raw) or self.entry_time
+        moment = unix_time(raw) or self.entry_time
+        return moment if self.latest is None or moment <= self.latest else self.latest
 
     def base(self, event_id: str, occurred_at: datetime, contact: ContactRef | None) -> JsonObject:
         """The fields every event has."""

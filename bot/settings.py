@@ -106,6 +106,12 @@ class Settings:
         return (self.pseudonym_key or SANDBOX_PSEUDONYM_KEY).encode("utf-8")
 
     @property
+    def own_number(self) -> str | None:
+        """The number id webhooks must be for; None (every number) while none is configured
+        (`WHATSAPP_PHONE_NUMBER_ID` unset: the sandbox's placeholder)."""
+        return None if self.phone_number_id == "sandbox" else self.phone_number_id
+
+    @property
     def sandbox(self) -> bool:
         """No access token: nothing leaves the machine, outbound messages are kept locally."""
         return self.access_token is None

@@ -19,9 +19,10 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from bot.appkeys import SERVICES, SETTINGS
-from bot.normaliser import NotAnEnvelope, normalise
+from bot.normaliser import FOREIGN_NUMBER, NotAnEnvelope, normalise
 from bot.send_guard import record_outcomes
 from bot.signature import SIGNATURE_HEADER, SignatureCheck, check_signature
+from flows.events import Unknown
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ async def receive_events(request: web.Request) -> web.Response:
         # arrays or objects nested deeper than the interpreter's recursion limit
         return refuse("bad_request", 400, "body is nested too deeply")
     try:
-        events = normalise(payload, received_at=datetime.now(UTC))
+        events = normalise(payload, received_at=datetime.now(UTC), own_number=settings.own_number)
     except NotAnEnvelope as exc:
         return refuse("bad_request", 400, f"not a WhatsApp webhook envelope: {exc}")
     try:
@@ -106,6 +107,9 @@ async def receive_events(request: web.Request) -> web.Response:
         await record_outcomes(services.redis, events)
     except (RedisError, OSError) as exc:  # queued already: the worker records them as well
         log.warning("statuses not passed to the send guard early: %s", exc)
+    for event in events:
+        if isinstance(event, Unknown) and event.reason.startswith(FOREIGN_NUMBER):
+            metrics.foreign_number_events.labels(field=event.field or "none").inc()
     result = "accepted" if accepted.queued or not accepted.duplicates else "duplicate"
     metrics.webhook_requests.labels(result=result).inc()
     metrics.webhook_latency.observe(time.perf_counter() - started)
