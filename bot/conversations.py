@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.db.contacts import ContactRepository
-from bot.db.ledger import ConsentChange, ConversationRecord, LedgerRepository
+from bot.db.ledger import ConsentChange, ConsentView, ConversationRecord, LedgerRepository
 from bot.db.models import Contact
 from bot.db.transcript import TranscriptRepository
 from bot.hooks import Hooks
@@ -32,7 +32,8 @@ from bot.timers import TimerStore
 from bot.window import WindowStore
 from flows import events as ev
 from flows.classify import Classifier
-from flows.consent import Category, ConsentStatus
+from flows.consent import Category, ConsentAction, ConsentStatus
+from flows.consent_order import Standing, overruled
 from flows.conversation import Conversation, FlowContext, FlowPolicy, TemplateRef
 from flows.effects import CancelTimer, ConsentRecord, ScheduleTimer, SendReply
 from flows.engine import Decision, step
@@ -83,6 +84,12 @@ class Language:
             if candidate is not None and candidate in self.catalogs:
                 return candidate
         return self.default_locale
+
+
+def _overruled(change: ConsentChange, views: Mapping[str, ConsentView]) -> bool:
+    view = views.get(change.category)
+    standing = Standing(view.status, view.since, view.source) if view is not None else None
+    return overruled(change.action, change.source, change.occurred_at, standing) is not None
 
 
 class ConversationRunner:
@@ -142,7 +149,8 @@ class ConversationRunner:
         conversation = Conversation.from_json(record.data_json) if record else Conversation()
         now = datetime.now(UTC)
         window_open = await self._window.is_open(contact_id, now)
-        consents = {c: v.status for c, v in (await self._ledger.current(contact_id)).items()}
+        views = await self._ledger.current(contact_id)
+        consents = {c: v.status for c, v in views.items()}
         ctx = FlowContext(
             categories=self._language.categories,
             consents=consents,
@@ -155,8 +163,33 @@ class ConversationRunner:
         if decision.stale:
             log.info("stale timer %s for contact %s ignored", event.event_id, contact.id)
             return
-        outbox = self._outbox(contact, decision, ctx, consents)
         changes = [self._change(r, event) for r in decision.effects if isinstance(r, ConsentRecord)]
+        if changes and all(_overruled(change, views) for change in changes):
+            # Older than the customer's own later decision on every category it would change
+            # (Meta delivered it late): the ledger records what arrived as `overruled`, and the
+            # conversation neither moves nor answers.
+            log.info(
+                "event %s for contact %s is older than the customer's later decision: recorded, "
+                "not applied",
+                event.event_id,
+                contact_id,
+            )
+            await self._ledger.apply(
+                contact_id,
+                changes,
+                conversation=ConversationRecord(
+                    state=conversation.state.value,
+                    token=conversation.token,
+                    data_json=conversation.to_json(),
+                    last_event_id=event.event_id,
+                    outbox_json=None,
+                ),
+            )
+            self._metrics.consent_events.labels(action=ConsentAction.OVERRULED.value).inc(
+                len(changes)
+            )
+            return
+        outbox = self._outbox(contact, decision, ctx, consents)
         if changes:
             outbox.append({"consent": [c.event_key for c in changes]})
         if flow.trigger is Trigger.OTHER_MESSAGE and classified.customer_message:

@@ -105,7 +105,7 @@ class RedisSnapshot:
         # A synchronous client on the same in-process server: a save runs without yielding to
         # the event loop, so no coroutine changes a key between two keys being read.
         self._client = fakeredis.FakeRedis(server=server)
-        self._changes = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        self._changes = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call, unused-ignore]
         self._changes.psubscribe(_KEYSPACE)
         self._drain()
         self._streams: set[bytes] = set()

@@ -31,6 +31,10 @@ class ConsentAction(StrEnum):
     EXPIRED = "expired"
     LAPSED = "lapsed"
     PENDING = "pending"
+    #: A decision that arrived but was not applied: older than the customer's own later decision
+    #: on the category, or a business grant against the customer's STOP (`flows.consent_order`).
+    #: Recorded so the ledger shows what arrived; it changes no status.
+    OVERRULED = "overruled"
 
 
 _STATUS_AFTER: Mapping[ConsentAction, ConsentStatus] = {
@@ -56,6 +60,8 @@ def status_after(
         if current is ConsentStatus.PENDING:
             return current, before_pending
         return ConsentStatus.PENDING, current
+    if action is ConsentAction.OVERRULED:
+        return current, before_pending
     if action in (ConsentAction.DECLINED, ConsentAction.EXPIRED):
         if current is ConsentStatus.PENDING:
             return before_pending or ConsentStatus.NONE, None

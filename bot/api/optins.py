@@ -43,6 +43,7 @@ from bot.db.models import Contact
 from bot.services import Services
 from flows import events as ev
 from flows.consent import ConsentAction, ConsentStatus, Method
+from flows.consent_order import CUSTOMER_SOURCES
 
 OPENAPI_SCHEMAS: dict[str, Any] = {
     "OptinEvidence": {
@@ -269,6 +270,16 @@ async def _record(services: Services, optin: CheckedOptin, key: str) -> web.Resp
     ]
     for category in lifted:
         since = before[category].since
+        if before[category].source in CUSTOMER_SOURCES:
+            # The customer's own STOP: no business record lifts it (flows.consent_order).
+            raise ApiProblem(
+                409,
+                "opted_out",
+                f"the customer opted out of {category} themselves"
+                + (f" at {since.isoformat()}" if since else "")
+                + ": a business record never lifts that; ask them in the chat "
+                "(double_opt_in) or let them write START",
+            )
         if since is not None and since > optin.captured_at:
             raise ApiProblem(
                 409,

@@ -13,7 +13,7 @@ with the other.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -36,6 +36,7 @@ from bot.db.consent_models import (
 )
 from bot.db.models import Contact
 from flows.consent import ConsentAction, ConsentStatus, Method, Source, status_after
+from flows.consent_order import Standing, overruled
 
 EvidenceValue = str | int | float | bool | None
 
@@ -210,6 +211,40 @@ def _project(
     session.add(state)
 
 
+def _standing(state: ConsentState) -> Standing:
+    return Standing(
+        status=ConsentStatus(state.status),
+        since=state.since,
+        source=Source(state.source) if state.source else None,
+    )
+
+
+def _ordered(change: ConsentChange, standings: dict[str, Standing]) -> ConsentChange:
+    """`change` as the ledger must record it: as it is, or, when an earlier-dated or business
+    decision would override the customer's own later one (`flows.consent_order`), as an
+    `overruled` row whose evidence says what arrived and why it changed nothing. `standings` is
+    kept up to date with the batch's own decisions."""
+    standing = standings.get(change.category)
+    action = ConsentAction(change.action)
+    # A merge carries the more protective state over by its own rule (`_carried_action`).
+    merging = Method(change.method) is Method.CONTACT_MERGE
+    reason = (
+        None if merging else overruled(action, Source(change.source), change.occurred_at, standing)
+    )
+    if reason is not None:
+        return replace(
+            change,
+            action=ConsentAction.OVERRULED,
+            evidence={**change.evidence, "requested": action.value, "not_applied": reason},
+        )
+    if action in _DECIDING_ACTIONS or standing is None:
+        current = standing.status if standing is not None else ConsentStatus.NONE
+        status, _ = status_after(action, current, None)
+        if action in _DECIDING_ACTIONS or status is not current:
+            standings[change.category] = Standing(status, change.occurred_at, change.source)
+    return change
+
+
 def _row_values(
     contact_id: int, seq: int, prev_hash: str, change: ConsentChange, now: datetime
 ) -> dict[str, Any]:
@@ -257,10 +292,17 @@ async def append_changes(
     )
     fresh: list[tuple[ConsentEvent, ConsentAction]] = []
     seq, prev_hash = head.seq, head.hash
+    standings = {
+        category: _standing(state)
+        for category, state in (
+            await _states(session, contact_id, [change.category for change in changes])
+        ).items()
+    }
     for change in changes:
         if change.event_key in known or erased_event_key(change.event_key) in known:
             continue
         known.add(change.event_key)
+        change = _ordered(change, standings)
         seq += 1
         values = _row_values(contact_id, seq, prev_hash, change, now)
         prev_hash = event_hash(values)

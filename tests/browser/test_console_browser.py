@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -47,7 +46,7 @@ class Site:
         self.database_url = database_url
 
     def say(self, wa_id: str, text: str, name: str) -> None:
-        body = dumps(text_webhook(wa_id=wa_id, text=text, name=name, timestamp=int(time.time())))
+        body = dumps(text_webhook(wa_id=wa_id, text=text, name=name))
         request = urllib.request.Request(
             self.url + "/webhook", data=body, headers=signed(body), method="POST"
         )

@@ -17,7 +17,6 @@ Every step is logged, so the same run that a test asserts on can be printed as a
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -36,7 +35,7 @@ from bot.settings import Settings
 from bot.streams import DEAD_LETTER_STREAM, INBOUND_SHARDS, OUTBOUND_STREAM, inbound_stream
 from flows import events as ev
 from tests.fakes.graph import FakeGraph
-from tests.fakes.webhooks import APP_SECRET, dumps, eventually, signed
+from tests.fakes.webhooks import APP_SECRET, dumps, eventually, meta_timestamp, signed
 
 WABA_ID = "102290129340398"
 BUSINESS_NUMBER = "15550783881"
@@ -125,8 +124,8 @@ class _Cursor:
     logged_ledger: set[int] = field(default_factory=set)
 
 
-def _now_ts() -> str:
-    return str(int(time.time()))
+def _now_ts(customer: str) -> str:
+    return str(meta_timestamp(customer))
 
 
 def _wamid() -> str:
@@ -154,7 +153,7 @@ def message_webhook(
                 "phone_number_id": phone_number_id,
             },
             "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
-            "messages": [{"from": wa_id, "timestamp": _now_ts(), **message}],
+            "messages": [{"from": wa_id, "timestamp": _now_ts(wa_id), **message}],
         },
     )
 
@@ -314,7 +313,7 @@ class Chat:
                             "detail": f"User requested to {value} marketing messages",
                             "category": category,
                             "value": value,
-                            "timestamp": int(time.time()),
+                            "timestamp": meta_timestamp(wa_id),
                         }
                     ],
                 },

@@ -13,6 +13,21 @@ from bot.signature import SIGNATURE_HEADER, sign
 APP_SECRET = "test-app-secret"
 
 
+_last_stamps: dict[str, int] = {}
+
+
+def meta_timestamp(customer: str) -> int:
+    """A Meta timestamp (one-second resolution) for `customer`'s next message: each at least a
+    second after their previous one, because a customer's STOP and START within one second
+    cannot be ordered and the service resolves them to the STOP (`flows.consent_order`), while a
+    test's messages are meant in the order it sends them. The first is stamped 30 seconds ago,
+    so that a quick run of messages stays in the past (before our replies, as on WhatsApp)."""
+    now = int(time.time())
+    stamp = max(now - 30, _last_stamps.get(customer, 0) + 1)
+    _last_stamps[customer] = stamp
+    return stamp
+
+
 def text_webhook(
     *,
     wa_id: str = "15551234567",
@@ -42,7 +57,7 @@ def text_webhook(
                                 {
                                     "from": wa_id,
                                     "id": wamid or f"wamid.{uuid.uuid4().hex}",
-                                    "timestamp": str(timestamp or int(time.time())),
+                                    "timestamp": str(timestamp or meta_timestamp(wa_id)),
                                     "type": "text",
                                     "text": {"body": text},
                                 }

@@ -207,24 +207,26 @@ async def test_a_contact_known_only_by_a_business_scoped_id(
     assert consent["categories"]["marketing"]["status"] == "opted_in"
 
 
-async def test_a_new_explicit_optin_lifts_an_opt_out_and_says_so(
+async def test_a_business_record_never_lifts_the_customers_own_stop(
     stack_urls: tuple[str, str], aiohttp_client: ClientFactory, settings_for: Any
 ) -> None:
+    """Regression (issue 9, item 2): a business-side grant voided a customer's STOP."""
     client = await api_client(aiohttp_client, stack_urls, settings_for)
     await say(client, "34612345678", "STOP", hours_ago=1)
     await status_becomes(client, "34612345678", "marketing", "opted_out")
-    # An opt-in captured before the STOP does not undo it...
+    # Neither an opt-in captured before the STOP, nor one captured after it, undoes it...
     status, data = await post(client, "/v1/optins", optin_body())
     assert (status, data["error"]) == (409, "opted_out")
-    # ...one captured after it does.
     now = datetime.now(UTC).isoformat()
     status, data = await post(client, "/v1/optins", optin_body(captured_at=now))
-    assert status == 201 and data["lifted_opt_out"] == ["marketing"]
-    assert data["categories"]["marketing"]["status"] == "opted_in"
-    _, ledger = await get(client, "/v1/contacts/34612345678/ledger")
-    granted = [e for e in ledger["events"] if e["action"] == "granted"]
-    assert granted[-1]["evidence"]["lifts_opt_out"] is True
-    assert granted[-1]["evidence"]["previous_status"] == "opted_out"
+    assert (status, data["error"]) == (409, "opted_out")
+    assert "themselves" in data["detail"] and "double_opt_in" in data["detail"]
+    _, consent = await get(client, "/v1/contacts/34612345678/consent")
+    assert consent["categories"]["marketing"]["status"] == "opted_out"
+    # ...only the customer's own word does.
+    await say(client, "34612345678", "START")
+    await say(client, "34612345678", "YES")
+    await status_becomes(client, "34612345678", "marketing", "opted_in")
 
 
 async def test_double_optin_asks_in_the_chat_and_yes_grants(

@@ -110,11 +110,9 @@ async def test_downloads_of_the_transcript_and_the_proof(agent: Agent) -> None:
     assert "attachment" in text.headers["Content-Disposition"]
     body = await text.text()
     assert "Customer wrote (text)\n    STOP" in body
-    assert (
-        body.index("STOP")
-        < body.index("Consent withdrawn: marketing")
-        < body.index("You are unsubscribed")
-    )
+    assert body.index("STOP") < body.index("Consent withdrawn: marketing") and body.index(
+        "STOP"
+    ) < body.index("You are unsubscribed")
 
     transcript = await (await agent.client.get(f"{base}/transcript.json")).json()
     kinds = [item["kind"] for item in transcript["items"]]
