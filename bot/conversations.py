@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,7 +40,7 @@ from flows.engine import Decision, step
 from flows.gate import can_send
 from flows.keywords import KeywordMatcher
 from flows.locale_catalog import LocaleCatalog
-from flows.machine import Trigger
+from flows.machine import ANSWER_TRIGGERS, Guard, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,8 @@ class ConversationRunner:
         flow = classified.flow
         if flow is None:
             return
+        if flow.trigger in ANSWER_TRIGGERS and isinstance(event, ev.MessageEvent):
+            flow = replace(flow, answers=await self._question_of(event))
         locale = self._language.locale_for(flow.locale, contact.locale)
         if flow.locale is not None and locale != contact.locale:
             contact = await self._contacts.set_locale(contact, locale)
@@ -163,6 +165,17 @@ class ConversationRunner:
         if decision.stale:
             log.info("stale timer %s for contact %s ignored", event.event_id, contact.id)
             return
+        if (
+            decision.transition is not None
+            and decision.transition.guard is Guard.ANSWERS_ANOTHER_QUESTION
+        ):
+            log.info(
+                "stale answer %s for contact %s ignored: it belongs to message %s, not to the "
+                "open question",
+                event.event_id,
+                contact_id,
+                flow.answers,
+            )
         changes = [self._change(r, event) for r in decision.effects if isinstance(r, ConsentRecord)]
         if changes and all(_overruled(change, views) for change in changes):
             # Older than the customer's own later decision on every category it would change
@@ -223,6 +236,14 @@ class ConversationRunner:
             self._metrics.consent_events.labels(action=change.action.value).inc()
         if outbox:
             await self._carry_out(contact, json.dumps(outbox), event)
+
+    async def _question_of(self, event: ev.MessageEvent) -> str | None:
+        """Our id of the message a reply button or list row belongs to (Meta's `context`);
+        None for typed words, and for a message we have not recorded (the sender may not have
+        written Meta's answer yet): such an answer is taken as answering the open question."""
+        if not isinstance(event, ev.ButtonReply | ev.InteractiveReply) or not event.context_wamid:
+            return None
+        return await self._transcript.message_id_of(event.context_wamid)
 
     def _optin_template(self, locale: str) -> TemplateRef | None:
         name = self._settings.optin_template

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from bot.db.models import Contact
@@ -20,7 +19,7 @@ from bot.graph import (
 )
 from bot.outbound import OutboundMessage
 from bot.send_guard import TAG_FIELD
-from flows.effects import SendReply
+from flows.effects import SendReply, reply_id
 
 
 def recipient(contact: Contact) -> Recipient:
@@ -30,7 +29,7 @@ def recipient(contact: Contact) -> Recipient:
 def message_id(key: str) -> str:
     """Deterministic id of the reply decided under `key` (event id + effect position), so a
     replayed decision queues the same message, which the queue then drops."""
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
+    return reply_id(key)
 
 
 def reply_body(contact: Contact, reply: SendReply) -> tuple[str, dict[str, Any]]:

@@ -231,4 +231,5 @@ class Classifier:
             policy_version=event.policy_version,
             deadline=event.deadline,
             deadline_policy=event.deadline_policy,
+            prompt_id=event.prompt_id,
         )

@@ -32,6 +32,11 @@ class FlowInput:
     deadline: datetime | None = None
     timer_token: str | None = None
     deadline_policy: str | None = None
+    # A reply button or list row: our id of the message it belongs to (from Meta's `context`),
+    # when the service knows that message. None: typed, or a message we cannot identify.
+    answers: str | None = None
+    # A business request whose question the business sends itself (a campaign template).
+    prompt_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,9 @@ class Conversation:
     policy_version: str | None = None
     deadline: datetime | None = None
     deadline_policy: str | None = None  # "lapse" | "keep"; None: the business's FlowPolicy
+    # Our id of the message that asked the flow's question ("" when unknown): a button or list
+    # row answers the flow only when it belongs to this message (`flows.engine.step`).
+    prompt: str = ""
 
     def to_json(self) -> str:
         return json.dumps(
@@ -60,6 +68,7 @@ class Conversation:
                 "policy_version": self.policy_version,
                 "deadline": self.deadline.isoformat() if self.deadline else None,
                 "deadline_policy": self.deadline_policy,
+                "prompt": self.prompt,
             },
             sort_keys=True,
             separators=(",", ":"),
@@ -79,6 +88,7 @@ class Conversation:
             policy_version=data.get("policy_version"),
             deadline=datetime.fromisoformat(data["deadline"]) if data.get("deadline") else None,
             deadline_policy=data.get("deadline_policy"),
+            prompt=str(data.get("prompt") or ""),
         )
 
 

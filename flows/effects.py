@@ -6,6 +6,7 @@ plus the purpose the consent gate judges it by. The service turns them into Clou
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,13 @@ class Purpose(StrEnum):
     OPTIN_PROMPT = "optin_prompt"
     SERVICE_REPLY = "service_reply"
     BUSINESS = "business"
+
+
+def reply_id(key: str) -> str:
+    """Our id of the reply decided under `key` (event id + effect position): deterministic, so
+    a replayed decision queues the same message (which the queue then drops), and the
+    conversation can tell which of its messages a customer's answer refers to."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)

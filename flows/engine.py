@@ -13,8 +13,9 @@ from datetime import datetime
 
 from flows.consent import ConsentAction, ConsentStatus, Source, status_after
 from flows.conversation import Conversation, FlowContext, FlowInput
-from flows.effects import CancelTimer, ConcreteEffect, ConsentRecord, ScheduleTimer
+from flows.effects import CancelTimer, ConcreteEffect, ConsentRecord, ScheduleTimer, reply_id
 from flows.machine import (
+    QUESTIONS,
     TABLE,
     TIMER_TRIGGERS,
     Begin,
@@ -61,7 +62,20 @@ def _guard_holds(
             return ctx.policy.deadline_lapses
         case Guard.EVENT_CATEGORY_OPTED_IN:
             return all(ctx.status(c) is ConsentStatus.OPTED_IN for c in event.categories)
+        case Guard.ANSWERS_ANOTHER_QUESTION:
+            return _answers_another_question(conv, event)
     raise ValueError(f"unknown guard {guard}")  # pragma: no cover
+
+
+def _answers_another_question(conv: Conversation, event: FlowInput) -> bool:
+    """A button or list row (typed words carry no reference) of one of our messages that is not
+    the open question. Without an open question any such answer is late; with a question whose
+    message is unknown (a conversation stored before questions were remembered) it counts."""
+    if event.answers is None:
+        return False
+    if conv.state is State.IDLE:
+        return True
+    return bool(conv.prompt) and event.answers != conv.prompt
 
 
 def _targets(
@@ -109,6 +123,7 @@ def step(conv: Conversation, event: FlowInput, ctx: FlowContext) -> Decision:
                     policy_version=event.policy_version or ctx.policy.policy_version,
                     deadline=event.deadline,
                     deadline_policy=event.deadline_policy,
+                    prompt=event.prompt_id or "",
                 )
             case CancelTimers():
                 effects.extend(CancelTimer(kind) for kind in TimerKind)
@@ -123,6 +138,8 @@ def step(conv: Conversation, event: FlowInput, ctx: FlowContext) -> Decision:
                     current = replace(
                         current, evidence={**current.evidence, "shown_text": sent.text}
                     )
+                if message in QUESTIONS:
+                    current = replace(current, prompt=reply_id(sent.key))
             case Record():
                 for record in _records(effect, current, event, ctx, consents):
                     effects.append(record)

@@ -308,6 +308,9 @@ class ConsentRequest(BaseEvent):
     # What the re-consent deadline does to a silent contact ("lapse" | "keep"); None follows
     # RECONSENT_DEADLINE_POLICY. A campaign carries its own setting here.
     deadline_policy: str | None = None
+    # Our id of the message that asks the question when the business sends it itself (a
+    # campaign's re-consent template), so that only an answer to that message counts.
+    prompt_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

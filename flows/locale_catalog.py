@@ -68,6 +68,7 @@ REQUIRED_MESSAGES: Mapping[str, frozenset[str]] = MappingProxyType(
         "help": frozenset({"business", "status_list"}),
         "reconsent_confirmed": frozenset({"business"}),
         "reconsent_withdrawn": frozenset({"business"}),
+        "stale_answer": frozenset({"business"}),
         "category_list_separator": frozenset(),
         "category_list_last_separator": frozenset(),
     }

@@ -90,6 +90,7 @@ class Message(StrEnum):
     HELP = "help"
     RECONSENT_CONFIRMED = "reconsent_confirmed"
     RECONSENT_WITHDRAWN = "reconsent_withdrawn"
+    STALE_ANSWER = "stale_answer"
 
 
 class Guard(StrEnum):
@@ -98,6 +99,9 @@ class Guard(StrEnum):
     SILENCE_MEANS_STOP = "silence_means_stop"
     DEADLINE_LAPSES = "deadline_lapses"
     EVENT_CATEGORY_OPTED_IN = "event_category_opted_in"
+    # A reply button or list row that belongs to another message than the open question (an
+    # old prompt, a question already answered): see `ANSWER_TRIGGERS`.
+    ANSWERS_ANOTHER_QUESTION = "answers_another_question"
 
 
 # ---- effects, as values ----------------------------------------------------------------------
@@ -405,8 +409,30 @@ _PER_STATE: Mapping[State, Mapping[Trigger, tuple[Transition, ...]]] = {
     },
 }
 
+#: Answers that only mean something as the answer to one question. A tap on a button of another
+#: message (an old opt-in prompt, a question already answered, a previous campaign) is recorded
+#: in the transcript, changes nothing and gets a short reply, in every state. A wish to stop is
+#: not in this list: "Stop all messages" on an old question still stops.
+ANSWER_TRIGGERS = frozenset({Trigger.YES, Trigger.NO, Trigger.CLARIFY_KEEP})
+
+#: The messages that ask the flow's question; a button answers the flow only if it is theirs.
+QUESTIONS = frozenset({Message.OPTIN_PROMPT, Message.CLARIFY_PROMPT})
+
+_STALE_ANSWER = Transition(
+    None,
+    (Reply(Message.STALE_ANSWER, Targets.FLOW),),
+    guard=Guard.ANSWERS_ANOTHER_QUESTION,
+    label="answer to another question: nothing changes",
+)
+
+
+def _alternatives(state: State, trigger: Trigger) -> tuple[Transition, ...]:
+    alternatives = _PER_STATE[state].get(trigger, _ANY_STATE[trigger])
+    if trigger in ANSWER_TRIGGERS:
+        return (_STALE_ANSWER, *alternatives)
+    return alternatives
+
+
 TABLE: Mapping[tuple[State, Trigger], tuple[Transition, ...]] = {
-    (state, trigger): _PER_STATE[state].get(trigger, _ANY_STATE[trigger])
-    for state in State
-    for trigger in Trigger
+    (state, trigger): _alternatives(state, trigger) for state in State for trigger in Trigger
 }

@@ -107,7 +107,8 @@ def render(
             Message.OPTIN_DECLINED
             | Message.CLARIFY_KEPT
             | Message.RECONSENT_CONFIRMED
-            | (Message.RECONSENT_WITHDRAWN)
+            | Message.RECONSENT_WITHDRAWN
+            | Message.STALE_ANSWER
         ):
             return reply(text=cat.render(message.value, business=business))
         case Message.CLARIFY_PROMPT:

@@ -127,4 +127,5 @@ def reconsent_request(
         policy_version=policy_version,
         deadline=deadline,
         deadline_policy=deadline_policy,
+        prompt_id=message_id(who.campaign_id, who.recipient_id),
     )

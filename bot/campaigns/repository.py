@@ -26,6 +26,7 @@ from bot.campaigns.models import Campaign, CampaignRecipient
 from bot.campaigns.spec import CampaignSpec, normalise_identifier
 from bot.db.contacts import identifier_kind
 from bot.db.models import Contact, ContactIdentity, TranscriptEntry, utcnow
+from bot.db.transcript import TranscriptRepository
 from bot.outbound import OutboundMessage
 
 #: Where a recipient's message stands; a status only moves to a higher rank. `skipped` and
@@ -523,15 +524,7 @@ class CampaignRepository:
 
     async def message_id_of(self, wamid: str) -> str | None:
         """Our id of the outbound message Meta knows as `wamid` (from the transcript)."""
-        async with self._sessions() as session:
-            return (
-                await session.exec(
-                    select(TranscriptEntry.message_id).where(
-                        col(TranscriptEntry.wamid) == wamid,
-                        col(TranscriptEntry.direction) == "outbound",
-                    )
-                )
-            ).first()
+        return await TranscriptRepository(self._sessions).message_id_of(wamid)
 
     async def contact_identifiers(self, contact_id: int) -> tuple[str | None, str | None] | None:
         """(wa_id, user_id) of a contact, None when it no longer exists."""

@@ -232,6 +232,19 @@ class TranscriptRepository:
             await session.commit()
         return inserted
 
+    async def message_id_of(self, wamid: str) -> str | None:
+        """Our id of the outbound message Meta knows as `wamid`; None when we have not recorded
+        that wamid (not ours, or the sender has not yet written what Meta answered)."""
+        async with self._sessions() as session:
+            return (
+                await session.exec(
+                    select(TranscriptEntry.message_id).where(
+                        col(TranscriptEntry.wamid) == wamid,
+                        col(TranscriptEntry.direction) == "outbound",
+                    )
+                )
+            ).first()
+
     async def mark_outbound(
         self,
         message_id: str,

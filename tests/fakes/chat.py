@@ -52,6 +52,7 @@ class Reply:
     status: str  # sandbox | sent | failed | refused | queued
     reason: str | None  # why it failed or was refused
     body: Mapping[str, Any]
+    wamid: str | None = None  # Meta's id once the message was sent (live mode)
 
     @property
     def buttons(self) -> tuple[tuple[str, str], ...]:
@@ -430,6 +431,7 @@ class Chat:
                     status=row.status or "",
                     reason=row.error_title,
                     body=json.loads(row.payload_json or "{}"),
+                    wamid=row.wamid,
                 ),
             )
             for row in outbound

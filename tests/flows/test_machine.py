@@ -9,10 +9,12 @@ import pytest
 
 from flows.consent import ConsentAction
 from flows.machine import (
+    ANSWER_TRIGGERS,
     TABLE,
     TIMER_TRIGGERS,
     Begin,
     CancelTimers,
+    Guard,
     Record,
     Reply,
     StartTimer,
@@ -86,9 +88,24 @@ def test_each_timer_only_acts_in_its_own_state() -> None:
 
 
 def test_yes_and_no_mean_nothing_outside_a_question() -> None:
+    """Outside a question YES and NO change nothing: typed, they get no answer; a button of one
+    of our old messages gets only the short "no longer open" reply."""
     for trigger in (Trigger.YES, Trigger.NO):
-        (transition,) = TABLE[(State.IDLE, trigger)]
-        assert transition.target is None and not transition.effects
+        stale, quiet = TABLE[(State.IDLE, trigger)]
+        assert quiet.target is None and not quiet.effects and quiet.guard is None
+        assert stale.guard is Guard.ANSWERS_ANOTHER_QUESTION and stale.target is None
+        assert [type(e) for e in stale.effects] == [Reply]
+
+
+def test_every_answer_checks_its_question_first() -> None:
+    """Bug pinned: an old prompt's "Yes" reconfirmed consent under a new re-consent campaign,
+    and an old "No, gracias" withdrew marketing. Every state tries the stale-answer guard before
+    anything a YES, NO or "keep" could do."""
+    for state in State:
+        for trigger in ANSWER_TRIGGERS:
+            first = TABLE[(state, trigger)][0]
+            assert first.guard is Guard.ANSWERS_ANOTHER_QUESTION
+            assert not any(isinstance(e, Record) for e in first.effects)
 
 
 def test_only_a_customer_or_meta_grants_consent() -> None:
