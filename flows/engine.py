@@ -64,6 +64,12 @@ def _guard_holds(
             return all(ctx.status(c) is ConsentStatus.OPTED_IN for c in event.categories)
         case Guard.ANSWERS_ANOTHER_QUESTION:
             return _answers_another_question(conv, event)
+        case Guard.DEFAULTS_OPTED_IN:
+            return all(
+                ctx.status(c.name) is ConsentStatus.OPTED_IN for c in ctx.categories if c.default
+            )
+        case Guard.ALL_OPTED_OUT:
+            return all(ctx.status(c.name) is ConsentStatus.OPTED_OUT for c in ctx.categories)
     raise ValueError(f"unknown guard {guard}")  # pragma: no cover
 
 
@@ -90,7 +96,13 @@ def _targets(
         case Targets.FLOW:
             return conv.categories
         case Targets.DEFAULTS:
-            return tuple(c.name for c in ctx.categories if c.default)
+            # A bare START asks only for what the customer does not already receive: the prompt
+            # and its answers name exactly the categories asked.
+            return tuple(
+                c.name
+                for c in ctx.categories
+                if c.default and ctx.status(c.name) is not ConsentStatus.OPTED_IN
+            )
         case Targets.SUGGESTED:
             named = tuple(c for c in event.categories if c in known)
             if named:

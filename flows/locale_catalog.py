@@ -49,7 +49,7 @@ REQUIRED_MESSAGES: Mapping[str, frozenset[str]] = MappingProxyType(
         "start_category_confirmation": frozenset({"business", "category", "category_keyword"}),
         "optin_prompt": frozenset({"business", "categories"}),
         "optin_confirmed": frozenset({"business", "categories"}),
-        "optin_declined": frozenset({"business"}),
+        "optin_declined": frozenset({"business", "categories"}),
         "yes_button": frozenset(),
         "no_button": frozenset(),
         "clarify_prompt": frozenset({"business"}),

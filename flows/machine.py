@@ -102,6 +102,10 @@ class Guard(StrEnum):
     # A reply button or list row that belongs to another message than the open question (an
     # old prompt, a question already answered): see `ANSWER_TRIGGERS`.
     ANSWERS_ANOTHER_QUESTION = "answers_another_question"
+    # Every default category is already opted in: a bare START has nothing to ask.
+    DEFAULTS_OPTED_IN = "defaults_opted_in"
+    # Every category is opted out: nothing is left to keep, so an unclear wish is not asked.
+    ALL_OPTED_OUT = "all_opted_out"
 
 
 # ---- effects, as values ----------------------------------------------------------------------
@@ -205,6 +209,9 @@ _ANY_STATE: Mapping[Trigger, tuple[Transition, ...]] = {
     ),
     Trigger.START_ALL: (
         Transition(
+            None, (Reply(Message.HELP),), guard=Guard.DEFAULTS_OPTED_IN, label="nothing to ask"
+        ),
+        Transition(
             State.AWAITING_OPTIN, (Begin(Targets.DEFAULTS), *_ASK_OPTIN), label="ask to confirm"
         ),
     ),
@@ -221,6 +228,12 @@ _ANY_STATE: Mapping[Trigger, tuple[Transition, ...]] = {
         ),
     ),
     Trigger.OPT_OUT_INTENT: (
+        Transition(
+            None,
+            (Reply(Message.STOP_ALL_CONFIRMATION),),
+            guard=Guard.ALL_OPTED_OUT,
+            label="already stopped: say so",
+        ),
         Transition(
             State.AWAITING_CLARIFICATION,
             (

@@ -97,15 +97,12 @@ def render(
                 template_parameters=(business, _join(ctx, categories)),
                 template_button_payloads=(ids.OPTIN_YES, ids.OPTIN_NO),
             )
-        case Message.OPTIN_CONFIRMED:
+        case Message.OPTIN_CONFIRMED | Message.OPTIN_DECLINED:
             return reply(
-                text=cat.render(
-                    "optin_confirmed", business=business, categories=_join(ctx, categories)
-                )
+                text=cat.render(message.value, business=business, categories=_join(ctx, categories))
             )
         case (
-            Message.OPTIN_DECLINED
-            | Message.CLARIFY_KEPT
+            Message.CLARIFY_KEPT
             | Message.RECONSENT_CONFIRMED
             | Message.RECONSENT_WITHDRAWN
             | Message.STALE_ANSWER

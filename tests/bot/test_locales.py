@@ -140,10 +140,11 @@ def test_verb_and_category_never_spell_a_keyword_of_another_meaning() -> None:
 
 def test_render_fills_placeholders_and_ignores_extra_values() -> None:
     catalog = CATALOGS["en"]
-    text = catalog.render("optin_declined", business="Acme", unused="x")
-    assert text == "No problem: Acme will not send you these messages."
+    text = catalog.render("optin_declined", business="Acme", categories="promotions", unused="x")
+    assert text == "No problem: Acme will not send you promotions."
     assert catalog.render("yes_button") == "Yes"
-    assert "{x}" in catalog.render("optin_declined", business="{x}")  # values are not templates
+    # values are not templates
+    assert "{x}" in catalog.render("optin_declined", business="{x}", categories="{y}")
 
 
 def test_render_errors_are_clear() -> None:

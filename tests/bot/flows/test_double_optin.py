@@ -128,7 +128,7 @@ async def test_no_declines(open_chat: ChatOpener, en: LocaleCatalog, answer: str
     assert await chat.state() == "idle"
     assert await chat.timer_due("optin_expiry") is None
     assert [r.text for r in await chat.replies()] == [
-        en.render("optin_declined", business=BUSINESS)
+        en.render("optin_declined", business=BUSINESS, categories=joined(en, CATEGORIES))
     ]
     declined = (await chat.ledger())[4:]
     assert {(r.action, r.method) for r in declined} == {("declined", "double_opt_in")}
