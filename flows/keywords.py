@@ -74,6 +74,11 @@ KEYWORD_COMMANDS: Mapping[str, Command] = MappingProxyType(
 """Keyword kind of a locale file -> the command it gives."""
 
 _VERB_KINDS = frozenset({"stop_one", "start_one"})
+#: Commands whose English words every locale's messages tell the customer to type ("responde
+#: ALTA o START"): typed by a contact of another language, they keep that language.
+_UNIVERSAL_COMMANDS = frozenset(
+    {Command.STOP_ALL, Command.STOP_CATEGORY, Command.START_ALL, Command.START_CATEGORY}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +243,33 @@ class KeywordMatcher:
             return preferred
         return candidates[0]
 
+    def _keyword_locale(
+        self,
+        command: Command,
+        parts: Sequence[_Word],
+        candidates: tuple[str, ...],
+        preferred: str | None,
+    ) -> str:
+        """The language to answer a keyword in (and to record as the contact's).
+
+        The contact's language when it owns the words; STOP and START (every locale's messages
+        name them) keep the contact's language too. Otherwise the words' language when
+        exactly one locale owns them: an English HELP after BAJA is answered in English.
+        A word several languages share that is not the contact's ("SI" from an English
+        contact) does not switch them: it is answered in their language.
+        """
+        owned = {code: sum(1 for p in parts if code in p.owners) for code in candidates}
+        most = max(owned.values(), default=0)
+        top = [code for code in candidates if most and owned[code] == most]
+        if preferred is not None and preferred in top:
+            return preferred
+        if preferred is not None and preferred in self._order:
+            if command in _UNIVERSAL_COMMANDS and preferred in candidates:
+                return preferred
+            if len(top) != 1:
+                return preferred
+        return top[0] if top else candidates[0]
+
     def _category_command(self, words: tuple[str, ...]) -> tuple[_Word, _Word] | None:
         """(verb, alias) when `words` is a category verb and a category word, in either order."""
         if len(words) < 2 or len(words) > self._max_verb + self._max_alias:
@@ -259,9 +291,8 @@ class KeywordMatcher:
             word = self._whole.get(key)
             if word is not None and isinstance(word.meaning, Command) and self._ranked[key]:
                 candidates = self._ranked[key]
-                return KeywordMatch(
-                    word.meaning, None, self._choose(candidates, preferred), candidates
-                )
+                locale = self._keyword_locale(word.meaning, [word], candidates, preferred)
+                return KeywordMatch(word.meaning, None, locale, candidates)
         found = self._category_command(words)
         if found is None:
             return None
@@ -269,7 +300,7 @@ class KeywordMatcher:
         candidates = self._rank([verb, alias])
         if not candidates or not isinstance(verb.meaning, Command):
             return None
-        locale = self._choose(candidates, preferred)
+        locale = self._keyword_locale(verb.meaning, [verb, alias], candidates, preferred)
         return KeywordMatch(verb.meaning, str(alias.meaning), locale, candidates)
 
     def match(self, text: str, *, preferred_locale: str | None = None) -> KeywordMatch | None:

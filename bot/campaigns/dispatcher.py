@@ -39,8 +39,8 @@ import bisect
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -110,6 +110,7 @@ class DispatchContext:
     phone_number_id: str
     clock: Callable[[], datetime]
     page_size: int = 1000
+    template_languages: Mapping[str, str] = field(default_factory=dict)
 
 
 class CampaignDispatcher:
@@ -297,6 +298,7 @@ class CampaignDrive:
             body_parameters=tuple(json.loads(campaign.body_parameters_json)),
             business_name=self._c.business_name,
             phone_number_id=self._c.phone_number_id,
+            languages=self._c.template_languages,
         )
 
     async def _check(

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.campaigns.spec import BUSINESS_NAME_TOKEN
@@ -32,6 +33,7 @@ class RecipientRef:
     contact_id: int
     wa_id: str | None
     user_id: str | None
+    locale: str | None = None  # the contact's recorded language, if known
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,15 @@ class TemplateSettings:
     body_parameters: tuple[str, ...]
     business_name: str
     phone_number_id: str
+    # TEMPLATE_LANGUAGES: the template language of each contact locale the business listed.
+    languages: Mapping[str, str] = field(default_factory=dict)
+
+    def language_for(self, who: RecipientRef) -> str:
+        """The recipient's language when TEMPLATE_LANGUAGES lists their locale (a Spanish
+        customer gets the Spanish template), else the campaign's template language."""
+        if who.locale is not None and who.locale in self.languages:
+            return self.languages[who.locale]
+        return self.language
 
 
 def message_id(campaign_id: int, recipient_id: int) -> str:
@@ -70,10 +81,11 @@ def template_outbound(
     components = [body_component(*parameters)] if parameters else []
     components += [quick_reply_component(i, p) for i, p in enumerate(template.buttons)]
     mid = message_id(who.campaign_id, who.recipient_id)
+    language = template.language_for(who)
     body = template_message(
         Recipient(wa_id=who.wa_id, user_id=None if who.wa_id else who.user_id),
         template.name,
-        template.language,
+        language,
         components,
     )
     body["biz_opaque_callback_data"] = mid
@@ -83,7 +95,7 @@ def template_outbound(
         body=body,
         kind="template",
         category=categories[0] if categories else None,
-        text=f"[template {template.name} ({template.language}): re-consent, campaign "
+        text=f"[template {template.name} ({language}): re-consent, campaign "
         f"{template.campaign_id}]",
         meta={
             "purpose": "business",
@@ -120,7 +132,7 @@ def reconsent_request(
             {
                 "campaign_id": str(who.campaign_id),
                 "template": template.name,
-                "template_language": template.language,
+                "template_language": template.language_for(who),
             },
             sort_keys=True,
         ),

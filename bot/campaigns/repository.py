@@ -325,12 +325,7 @@ class CampaignRepository:
         with their contact's current identifiers."""
         async with self._sessions() as session:
             rows = await session.exec(
-                select(
-                    CampaignRecipient.id,
-                    CampaignRecipient.contact_id,
-                    Contact.wa_id,
-                    Contact.user_id,
-                )
+                select(CampaignRecipient.id, CampaignRecipient.contact_id, Contact)
                 .join(Contact, col(Contact.id) == col(CampaignRecipient.contact_id))
                 .where(
                     col(CampaignRecipient.campaign_id) == campaign_id,
@@ -341,8 +336,8 @@ class CampaignRepository:
                 .limit(limit)
             )
             return [
-                RecipientRef(rid, campaign_id, contact_id, wa_id, user_id)
-                for rid, contact_id, wa_id, user_id in rows.all()
+                RecipientRef(rid, campaign_id, contact_id, c.wa_id, c.user_id, c.locale)
+                for rid, contact_id, c in rows.all()
                 if rid is not None
             ]
 

@@ -118,6 +118,7 @@ class CampaignSending:
             business_name=services.settings.business_name,
             phone_number_id=services.settings.phone_number_id,
             clock=clock,
+            template_languages=dict(services.settings.template_languages),
         )
         return cls(
             transport=CampaignTransport(

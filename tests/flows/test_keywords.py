@@ -109,11 +109,31 @@ def test_locale_words_report_their_own_locale_without_a_preference(locale: str) 
 @pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("command", list(CONTRACT))
 def test_contract_english_keywords_work_in_every_locale(locale: str, command: Command) -> None:
+    """Every contract word works for every contact. STOP and START (which every locale's
+    messages name) keep the contact's language; another English word is answered in the
+    contact's language or in English."""
+    universal = command in {Command.STOP_ALL, Command.START_ALL}
     for word in CONTRACT[command]:
         for typed in typed_variants(word):
             found = _match(typed, locale)
             assert found.command is command, typed
-            assert found.locale == locale  # a Spanish speaker typing STOP keeps Spanish
+            assert found.locale == locale if universal else found.locale in {locale, "en"}
+
+
+@pytest.mark.parametrize("locale", [code for code in LOCALES if code != "en"])
+def test_an_english_help_is_answered_in_english(locale: str) -> None:
+    """Bug pinned: after BAJA, an English HELP was answered in Spanish. HELP and INFO are
+    English words only English owns, so the customer wrote English."""
+    for word in ("HELP", "help", "Help!"):
+        assert _match(word, locale).locale == "en"
+
+
+def test_a_word_several_languages_share_does_not_switch_the_contact() -> None:
+    """Bug pinned: "SI" switched an English contact to Spanish."""
+    found = _match("SI", "en")
+    assert found.command is Command.YES and found.locale == "en"
+    assert _match("BASTA", "en").locale == "en"
+    assert _match("BAJA", "en").locale == "es"  # one language owns it: they wrote Spanish
 
 
 @pytest.mark.parametrize("command", list(ISSUE_WORDS))
@@ -132,7 +152,7 @@ def test_english_is_first_for_english_words_without_a_preference() -> None:
     assert set(stop.candidates) == set(LOCALES)
 
 
-def test_shared_word_prefers_the_contact_locale_else_the_first_candidate() -> None:
+def test_shared_word_prefers_the_contact_locale_and_never_switches_them() -> None:
     no = _match("no")
     assert no.command is Command.NO
     assert no.candidates[:3] == ("en", "es", "it")  # locales listing NO, in stable order
@@ -144,7 +164,9 @@ def test_shared_word_prefers_the_contact_locale_else_the_first_candidate() -> No
     assert si.candidates == ("es", "it")
     assert si.locale == "es"
     assert _match("si", "it").locale == "it"
-    assert _match("si", "de").locale == "es"  # German contact typed a Spanish/Italian word
+    # A German contact typed a word Spanish and Italian share: which one they meant is unknown,
+    # so they stay German (it used to switch them to Spanish).
+    assert _match("si", "de").locale == "de"
 
 
 def test_locale_of_a_non_english_word_wins_over_the_recorded_locale() -> None:

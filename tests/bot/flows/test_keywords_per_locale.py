@@ -102,3 +102,33 @@ async def test_a_stop_word_several_languages_share_follows_the_contacts_language
     await chat.say("BASTA")  # a stop word in es, it and pt
 
     await assert_stopped_in(chat, locales["it"], "BASTA")
+
+
+async def test_an_english_help_after_baja_is_answered_in_english(
+    chat: Chat, locales: dict[str, LocaleCatalog]
+) -> None:
+    """Bug pinned: after BAJA, an English HELP was answered in Spanish."""
+    await chat.say("BAJA")
+    await chat.replies()
+
+    await chat.say("HELP")
+
+    (answer,) = await chat.replies()
+    assert answer.text.startswith("This is Acme Shoes on WhatsApp.")
+    assert (await chat.contact()).locale == "en"
+
+
+async def test_a_word_several_languages_share_does_not_switch_an_english_contact(
+    chat: Chat,
+) -> None:
+    """Bug pinned: "SI" switched a UK contact to Spanish."""
+    await chat.say("HELP")
+    await chat.say("START")
+    await chat.replies()
+
+    await chat.say("SI")
+
+    assert await chat.consent() == every("opted_in")
+    (answer,) = await chat.replies()
+    assert answer.text.startswith("Thank you.")
+    assert (await chat.contact()).locale == "en"
