@@ -17,10 +17,7 @@ import random
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from bot import redis_keys
 from bot.eventcodec import decode_event
@@ -38,31 +35,16 @@ from bot.streams import (
     is_missing_stream,
     read_group,
 )
+from bot.transient import TRANSIENT_ERRORS, is_transient
 from flows.events import Event
 
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[Event], Awaitable[None]]
 
-# Failures of the ground we stand on rather than of the event: wait for it to come back.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    RedisConnectionError,
-    RedisTimeoutError,
-    OperationalError,
-    InterfaceError,
-)
 MAX_ATTEMPTS = 5
 READ_COUNT = 50
 READ_BLOCK_MS = 1000
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether `exc` is the ground failing (Redis or the database unreachable), not the work."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, TRANSIENT_ERRORS)
 
 
 class InboundWorker:

@@ -29,7 +29,6 @@ from redis.exceptions import ResponseError
 from bot import redis_keys
 from bot.db.transcript import OutboundMark, TranscriptRepository
 from bot.graph import CloudApiClient, GraphError
-from bot.inbound import TRANSIENT_ERRORS
 from bot.metrics import Metrics
 from bot.outbound import OutboundMessage
 from bot.ratelimit import RateLimiter, sleep_until
@@ -42,6 +41,7 @@ from bot.streams import (
     is_missing_stream,
     read_group,
 )
+from bot.transient import TRANSIENT_ERRORS, is_transient
 from flows.events import ContactRef, SendRefused
 
 log = logging.getLogger(__name__)
@@ -190,15 +190,20 @@ class Sender:
                         )
                     if entries:
                         in_flight.add(await self._start_batch(entries))
-                except TRANSIENT_ERRORS as exc:
-                    log.warning("sender cannot reach Redis or the database (%s); retrying", exc)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=1.0)
                 except ResponseError as exc:
                     if not is_missing_stream(exc):
                         raise
                     log.warning("outbound stream or group vanished (%s); recreating it", exc)
                     await ensure_group(self._redis, OUTBOUND_STREAM, OUTBOUND_GROUP)
+                except Exception as exc:
+                    # A dropped database connection while recording a batch is as temporary as
+                    # Redis going away: the batch's entries stay pending and come round again
+                    # (delivered markers keep them from a second send).
+                    if not is_transient(exc):
+                        raise
+                    log.warning("sender cannot reach Redis or the database (%r); retrying", exc)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=1.0)
         finally:
             await asyncio.gather(*in_flight, return_exceptions=True)
 

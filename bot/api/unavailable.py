@@ -15,7 +15,7 @@ from typing import Final
 from aiohttp import web
 
 from bot.api.errors import api_error
-from bot.inbound import is_transient
+from bot.transient import is_transient
 
 log = logging.getLogger(__name__)
 

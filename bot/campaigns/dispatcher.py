@@ -59,11 +59,11 @@ from bot.campaigns.models import Campaign
 from bot.campaigns.repository import CampaignRepository, criteria_of
 from bot.campaigns.throttle import Throttle, effective_rate
 from bot.db.transcript import TranscriptRepository
-from bot.inbound import TRANSIENT_ERRORS
 from bot.leases import ShardLeases
 from bot.outbound import OutboundMessage, OutboundQueue
 from bot.ratelimit import RateLimiter, sleep_until
 from bot.streams import InboundQueue
+from bot.transient import TRANSIENT_ERRORS, is_transient
 from flows.consent import ConsentStatus
 
 log = logging.getLogger(__name__)
@@ -136,8 +136,10 @@ class CampaignDispatcher:
             while not stop.is_set():
                 try:
                     await self._start_drives(stop)
-                except TRANSIENT_ERRORS as exc:
-                    log.warning("campaign dispatcher cannot reach Redis or the database (%s)", exc)
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    log.warning("campaign dispatcher cannot reach Redis or the database (%r)", exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self._poll)
         finally:
@@ -180,10 +182,13 @@ class CampaignDrive:
     async def run(self) -> None:
         try:
             await self._drive()
-        except TRANSIENT_ERRORS as exc:
-            log.warning("campaign %s: lost Redis or the database (%s); will resume", self._id, exc)
-        except Exception:
-            log.exception("campaign %s: dispatching failed; will resume", self._id)
+        except Exception as exc:
+            if is_transient(exc):
+                log.warning(
+                    "campaign %s: lost Redis or the database (%r); will resume", self._id, exc
+                )
+            else:
+                log.exception("campaign %s: dispatching failed; will resume", self._id)
         finally:
             with contextlib.suppress(*TRANSIENT_ERRORS):
                 await self._leases.release(self._id)

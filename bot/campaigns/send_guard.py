@@ -25,9 +25,9 @@ from bot.campaigns.messages import parse_message_id
 from bot.campaigns.repository import CampaignRepository
 from bot.campaigns.throttle import Throttle
 from bot.graph import GraphError
-from bot.inbound import TRANSIENT_ERRORS
 from bot.send_guard import tag_of
 from bot.sender import Transport
+from bot.transient import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,10 @@ class SentMarks:
         if batch:
             try:
                 await self._repository.advance(batch, "sent", self._clock())
-            except TRANSIENT_ERRORS as exc:
-                log.warning("campaign sent marks not written (%s); Meta's statuses will", exc)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("campaign sent marks not written (%r); Meta's statuses will", exc)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

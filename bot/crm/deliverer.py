@@ -32,10 +32,10 @@ from bot.crm.attempt import AttemptResult, RetryPolicy, Verdict, post_event
 from bot.crm.log import DeadReason, DeliveryLog, DeliveryStatus
 from bot.crm.outbox import CRM_DEAD_STREAM, CRM_SHARDS, DEAD_MAXLEN, crm_stream
 from bot.crm.pause import PAUSE_KEY, Pause, current_pause, encode_pause, resume, url_digest
-from bot.inbound import TRANSIENT_ERRORS
 from bot.metrics import Metrics
 from bot.shardowner import ShardOwner
 from bot.streams import EMPTY_READ_PAUSE_SECONDS, trim_dead_letters
+from bot.transient import TRANSIENT_ERRORS, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +117,10 @@ class CrmDeliverer:
                 head = await self._head(stream)
                 if head is not None:
                     await self._deliver(stream, head, stopping)
-            except TRANSIENT_ERRORS as exc:
-                log.warning("CRM shard %d: cannot reach Redis (%s)", shard, exc)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("CRM shard %d: cannot reach Redis or the database (%r)", shard, exc)
                 await _sleep_unless(stopping, 1.0)
 
     async def _head(self, stream: str) -> Entry | None:
