@@ -8,7 +8,8 @@ the plain capital it imitates. It is built from two maintained sources rather th
   (a test dependency): every Cyrillic, Greek or Latin letter listed as confusable with a single
   ASCII letter;
 - the Unicode character names: every "LATIN LETTER SMALL CAPITAL X" is an X (UTS #39 lists most
-  small capitals as confusable with Greek or Cherokee letters rather than with ASCII).
+  small capitals as confusable with Greek or Cherokee letters rather than with ASCII), and a
+  letter confusable with exactly one such small capital is that letter too (Cyrillic small te).
 
 Other scripts (Arabic, Devanagari, Cherokee...) are left out on purpose: their letters are words
 of their own languages, not disguises. Fullwidth and mathematical letters need no entry, NFKC
@@ -78,6 +79,14 @@ def build_table() -> dict[str, str]:
             rest = name[len(_SMALL_CAPITAL) :]
             if len(rest) == 1 and rest in _ASCII_LETTERS:
                 table[chr(code)] = rest
+    # one step further: a letter confusable with a small capital (Cyrillic "te" with small
+    # capital T) imitates the same letter
+    for char, homoglyphs in data.items():
+        if len(char) != 1 or char in table or char in _ASCII_LETTERS or not _letter(char):
+            continue
+        via = sorted({table[g["c"]] for g in homoglyphs if g["c"] in table})
+        if len(via) == 1:
+            table[char] = via[0]
     # NFKC already folds what it can; an entry it would change first is never reached
     return {
         char: target
