@@ -18,8 +18,8 @@ from flows.disguise import spelled_out, unmask
 from flows.keywords import Command, KeywordMatcher
 from flows.locale_catalog import BUILTIN_CATEGORIES
 from flows.lookalikes import LOOKALIKES
-from scripts.lookalikes import build_table, generate
 from scripts.lookalikes import OUTPUT as LOOKALIKES_FILE
+from scripts.lookalikes import build_table, generate
 
 CATALOGS = load_locales()
 MATCHER = KeywordMatcher(CATALOGS, BUILTIN_CATEGORIES)
