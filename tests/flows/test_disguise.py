@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001
+# ruff: noqa: RUF001, RUF003
 """Disguised keywords: invisible characters, look-alike letters and letter spacing.
 
 Regression for: "S\\u200bTOP", "STO\\u00adP", "S T O P", small capitals and Cyrillic letters
@@ -107,7 +107,7 @@ def test_a_disguised_opt_out_phrase_gets_the_question() -> None:
     """Not a keyword but a wish to stop, hidden by an invisible character: the flow asks."""
     plain = MATCHER.opt_out_intent("please stop sending me messages")
     assert plain is not None
-    hidden = MATCHER.opt_out_intent("please st\u200bop sending me mеssages")  # Cyrillic е
+    hidden = MATCHER.opt_out_intent("please st\u200bop sending me mеssages")  # a Cyrillic ie
     assert hidden == plain
 
 
