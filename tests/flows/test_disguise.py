@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001, RUF003
+# ruff: noqa: RUF001
 """Disguised keywords: invisible characters, look-alike letters and letter spacing.
 
 Regression for: "S\\u200bTOP", "STO\\u00adP", "S T O P", small capitals and Cyrillic letters
