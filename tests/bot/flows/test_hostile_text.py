@@ -10,8 +10,23 @@ from __future__ import annotations
 import pytest
 
 from bot.streams import DEAD_LETTER_STREAM
-from tests.bot.flows.conftest import Chat, every, opted_in
+from tests.bot.flows.conftest import Chat, every, fresh_chat, opted_in
 from tests.fakes.chat import message_webhook
+
+#: STOP as it reads on screen, hidden by invisible or look-alike characters or letter spacing.
+DISGUISED_STOPS = (
+    "S\u200bTOP",  # zero-width space
+    "STO\u00adP",  # soft hyphen
+    "\ufeffSTOP",  # BOM
+    "S\u200eTOP\u200f",  # bidi marks
+    "ST\ufe0fOP",  # variation selector
+    "S T O P",
+    "S.T.O.P",
+    "\ua731\u1d1b\u1d0f\u1d18",  # small capitals
+    "\u0405\u0422\u041e\u0420",  # Cyrillic
+    "\uff33\uff34\uff2f\uff30",  # fullwidth
+    "\U0001d412\U0001d413\U0001d40e\U0001d40f",  # mathematical bold
+)
 
 
 async def _dead_letters(chat: Chat) -> int:
@@ -65,3 +80,42 @@ async def test_a_path_as_sender_is_an_unknown_event_and_no_contact(chat: Chat) -
     assert await chat.services.contacts.find("etcpasswd") is None
     response = await chat.client.get("/v1/contacts/..%2F..%2Fetc%2Fpasswd/consent")
     assert response.status in (400, 401, 404)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize("text", DISGUISED_STOPS, ids=ascii)
+async def test_a_disguised_stop_opts_out_through_the_webhook(shared_app: Chat, text: str) -> None:
+    """Regression: invisible and look-alike characters (S\\u200bTOP, STO\\u00adP, S T O P,
+    small capitals, Cyrillic) hid a STOP: neither an opt-out nor a question."""
+    chat = fresh_chat(shared_app)
+    await opted_in(chat)
+
+    await chat.say(text)
+
+    assert await chat.consent() == every("opted_out")
+    withdrawn = [row for row in await chat.ledger() if row.action == "withdrawn"]
+    assert {row.method for row in withdrawn} == {"keyword"}
+    assert {row.evidence["text"] for row in withdrawn} == {text}
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_spelled_words_and_near_misses_never_opt_out(shared_app: Chat) -> None:
+    """Letter spacing is collapsed for the opt-out words only: "S I" and "O K" are not YES,
+    and near misses of a disguised STOP are nothing."""
+    tried = []
+    for text in ("S I", "O K", "Y E S", "S T O", "ST OP", "S T O P S", "\u0405\u0422\u041e"):
+        chat = fresh_chat(shared_app)
+        tried.append((chat, text))
+        await chat.say(text, wait=False)
+    await shared_app.wait_idle()
+
+    for chat, text in tried:
+        assert await chat.consent() == every("none"), text
+        assert await chat.ledger() == [], text
+
+
+async def test_a_cyrillic_stop_with_a_nul_on_each_stack(chat: Chat) -> None:
+    """Both defects at once on PostgreSQL: look-alike letters, a NUL, a zero-width space."""
+    await opted_in(chat)
+    await chat.say("\u0405\u200b\u0422\u041e\u0420\u0000")
+    assert await chat.consent() == every("opted_out")
