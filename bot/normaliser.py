@@ -17,6 +17,11 @@ field names: `contacts[].wa_id`, `contacts[].user_id`, `contacts[].parent_user_i
 assumed. Each message or status is linked to its `contacts[]` entry (by user id, then wa_id) to
 fill in the profile name and username.
 
+Hostile text: every string is read through `text_or_none`, which cleans it
+(`bot.normaliser_clean`: no NUL, no lone surrogates, which PostgreSQL cannot store), and customer
+ids are checked where they enter: a message whose sender is not a well-formed wa_id or user id
+becomes an `Unknown` event with reason `invalid_sender: …` and no contact.
+
 Time: `occurred_at` comes from the item's unix `timestamp` (a string of digits, or an integer).
 When it is missing or unreadable the event is kept with, in this order, the entry's `time`, the
 `received_at` the caller passes (the webhook passes the time it received the body), or the Unix
