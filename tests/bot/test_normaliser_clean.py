@@ -101,7 +101,8 @@ def test_every_customer_field_is_clean(message: dict[str, Any], read: Any) -> No
 
 
 @pytest.mark.parametrize(
-    "sender", ["../../etc/passwd", "1234/5", "12 34", "+15550001111", "1" * 21, "\u0661\u0662\u0663"]
+    "sender",
+    ["../../etc/passwd", "1234/5", "12 34", "+15550001111", "1" * 21, "\u0661\u0662\u0663"],
 )
 def test_a_malformed_wa_id_sender_is_an_unknown_event_without_contact(sender: str) -> None:
     """Regression: `from: "../../etc/passwd"` became a contact."""
