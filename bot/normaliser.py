@@ -17,6 +17,11 @@ field names: `contacts[].wa_id`, `contacts[].user_id`, `contacts[].parent_user_i
 assumed. Each message or status is linked to its `contacts[]` entry (by user id, then wa_id) to
 fill in the profile name and username.
 
+Hostile text: every string is read through `text_or_none`, which cleans it
+(`bot.normaliser_clean`: no NUL, no lone surrogates, which PostgreSQL cannot store), and customer
+ids are checked where they enter: a message whose sender is not a well-formed wa_id or user id
+becomes an `Unknown` event with reason `invalid_sender: …` and no contact.
+
 Time: `occurred_at` comes from the item's unix `timestamp` (a string of digits, or an integer).
 When it is missing or unreadable the event is kept with, in this order, the entry's `time`, the
 `received_at` the caller passes (the webhook passes the time it received the body), or the Unix
@@ -43,7 +48,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from bot.normaliser_change import Change
+from bot.normaliser_change import Change, invalid_ids
+from bot.normaliser_clean import INVALID_SENDER
 from bot.normaliser_messages import MESSAGE_READERS, MessageRead
 from bot.normaliser_updates import (
     read_account_update,
@@ -212,18 +218,21 @@ def _read_message(change: Change, item: object) -> Event:
     if not isinstance(item, dict):
         return change.unknown("message", item, "the message is not an object")
     message_type = text_or_none(item.get("type")) or ""
-    contact = _sender(change, item, message_type)
+    sender = _sender(change, item, message_type)
+    contact = sender if isinstance(sender, ContactRef) else None
     occurred_at = change.time(item.get("timestamp"))
     wamid = text_or_none(item.get("id"))
     reader = MESSAGE_READERS.get(message_type)
     read: MessageRead
-    if wamid is None:
+    if isinstance(sender, str):
+        read = sender
+    elif wamid is None:
         read = "the message has no id"
     elif reader is None:
         read = f"message type {message_type!r} is not handled"
     else:
         context = item.get("context")
-        common = change.base(f"msg:{wamid}", occurred_at, contact)
+        common = change.base(f"msg:{wamid}", occurred_at, sender)
         common["wamid"] = wamid
         common["context_wamid"] = (
             text_or_none(context.get("id")) if isinstance(context, dict) else None
@@ -242,7 +251,8 @@ def _read_message(change: Change, item: object) -> Event:
     return read
 
 
-def _sender(change: Change, item: JsonObject, message_type: str) -> ContactRef:
+def _sender(change: Change, item: JsonObject, message_type: str) -> ContactRef | str:
+    """The customer who wrote, or why their ids cannot name one (`invalid_sender: …`)."""
     wa_id = text_or_none(item.get("from"))
     user_id = text_or_none(item.get("from_user_id"))
     system = item.get("system") if message_type == "system" else None
@@ -254,6 +264,11 @@ def _sender(change: Change, item: JsonObject, message_type: str) -> ContactRef:
             user_id = text_or_none(system.get("user_id"))
     if not wa_id and not user_id:
         raise NotAnEnvelope('a message has neither "from" nor "from_user_id"')
-    contact = change.contact(wa_id, user_id, text_or_none(item.get("from_parent_user_id")))
-    assert contact is not None  # wa_id or user_id is set
+    parent_user_id = text_or_none(item.get("from_parent_user_id"))
+    invalid = invalid_ids(wa_id, user_id, parent_user_id)
+    if invalid is not None:
+        return invalid
+    contact = change.contact(wa_id, user_id, parent_user_id)
+    if contact is None:  # not reached: a valid wa_id or user id is kept
+        return f"{INVALID_SENDER}: the message names no well-formed sender"
     return contact

@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
+from bot.normaliser_clean import INVALID_SENDER, MAX_WA_ID, valid_user_id, valid_wa_id
 from bot.normaliser_values import JsonObject, canonical, text_or_none, unix_time
 from flows import events as ev
 from flows.events import ContactRef
 
-__all__ = ["Change"]
+__all__ = ["Change", "invalid_ids"]
 
 
 class Change:
@@ -94,7 +95,12 @@ class Change:
     def contact(
         self, wa_id: str | None, user_id: str | None, parent_user_id: str | None
     ) -> ContactRef | None:
-        """The customer, completed from the change's `contacts[]` entry that matches."""
+        """The customer, completed from the change's `contacts[]` entry that matches.
+
+        Only well-formed ids are kept (`bot.normaliser_clean`): a malformed one is dropped, so
+        None when no well-formed wa_id or user id is left. Callers that must say why (a
+        message's sender) check the item's own ids first with `invalid_ids`.
+        """
         index = self._contacts
         if index is None:
             index = self._contacts = _index_contacts(self.value.get("contacts"))
@@ -110,9 +116,23 @@ class Change:
             if isinstance(profile, dict):
                 username = text_or_none(profile.get("username"))
                 profile_name = text_or_none(profile.get("name"))
+        wa_id = wa_id if wa_id and valid_wa_id(wa_id) else None
+        user_id = user_id if user_id and valid_user_id(user_id) else None
+        if parent_user_id and not valid_user_id(parent_user_id):
+            parent_user_id = None
         if not wa_id and not user_id:
             return None
         return ContactRef(wa_id, user_id, parent_user_id, username, profile_name)
+
+
+def invalid_ids(wa_id: str | None, *user_ids: str | None) -> str | None:
+    """Why the given ids cannot name a customer (`invalid_sender: …`), or None when they can."""
+    if wa_id and not valid_wa_id(wa_id):
+        return f"{INVALID_SENDER}: wa_id {wa_id[:40]!r} is not 1 to {MAX_WA_ID} digits"
+    for user_id in user_ids:
+        if user_id and not valid_user_id(user_id):
+            return f"{INVALID_SENDER}: user id {user_id[:40]!r} is not a business-scoped user id"
+    return None
 
 
 def _index_contacts(raw: object) -> dict[str, JsonObject]:

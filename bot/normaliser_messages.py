@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from bot.normaliser_change import invalid_ids
 from bot.normaliser_values import JsonObject, meta_errors, text_or_none
 from flows import events as ev
 
@@ -160,15 +161,24 @@ def _system(common: JsonObject, item: JsonObject, _type: str) -> MessageRead:
     system_type = text_or_none(system.get("type"))
     if system_type is None:
         return "the system message has no type"
+    new_wa_id = text_or_none(system.get("wa_id")) or text_or_none(system.get("new_wa_id"))
+    new_user_id = text_or_none(system.get("user_id"))
+    new_parent = text_or_none(system.get("parent_user_id"))
+    previous_user_id = text_or_none(system.get("previous_user_id"))
+    previous_parent = text_or_none(system.get("previous_parent_user_id"))
+    # the customer's new ids become theirs: they must be as well-formed as a sender's
+    invalid = invalid_ids(new_wa_id, new_user_id, new_parent, previous_user_id, previous_parent)
+    if invalid is not None:
+        return invalid
     return ev.SystemChange(
         **common,
         system_type=system_type,
         body=text_or_none(system.get("body")) or "",
-        new_wa_id=text_or_none(system.get("wa_id")) or text_or_none(system.get("new_wa_id")),
-        new_user_id=text_or_none(system.get("user_id")),
-        new_parent_user_id=text_or_none(system.get("parent_user_id")),
-        previous_user_id=text_or_none(system.get("previous_user_id")),
-        previous_parent_user_id=text_or_none(system.get("previous_parent_user_id")),
+        new_wa_id=new_wa_id,
+        new_user_id=new_user_id,
+        new_parent_user_id=new_parent,
+        previous_user_id=previous_user_id,
+        previous_parent_user_id=previous_parent,
     )
 
 

@@ -9,7 +9,7 @@ operator hooks can act on it. Like messages, an item missing what identifies it 
 
 from __future__ import annotations
 
-from bot.normaliser_change import Change
+from bot.normaliser_change import Change, invalid_ids
 from bot.normaliser_values import MAX_INT64, JsonObject, canonical, meta_errors, text_or_none
 from flows import events as ev
 from flows.events import Event
@@ -117,6 +117,9 @@ def read_user_id_update(change: Change, item: object) -> Event:
         return change.unknown(
             "user_id_update", item, "the update names no customer", occurred_at=occurred_at
         )
+    invalid = invalid_ids(None, new_user_id, new_parent)
+    if invalid is not None:
+        return change.unknown("user_id_update", item, invalid, occurred_at=occurred_at)
     return ev.SystemChange(
         **change.base(change.event_id("system", item), occurred_at, contact),
         wamid="",

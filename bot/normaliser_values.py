@@ -13,6 +13,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.normaliser_clean import clean_text
 from flows.events import MetaError
 
 __all__ = [
@@ -35,8 +36,15 @@ _LAST_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last second a dateti
 
 
 def text_or_none(raw: object) -> str | None:
-    """A non-empty string, or None: Meta's ids and texts are strings, "" means absent."""
-    return raw if isinstance(raw, str) and raw else None
+    """A non-empty string, or None: Meta's ids and texts are strings, "" means absent.
+
+    Every string the normaliser keeps is read here, so this is where it is cleaned
+    (`bot.normaliser_clean.clean_text`: no NUL, no lone surrogates); a string that was nothing
+    but such characters is absent.
+    """
+    if not isinstance(raw, str) or not raw:
+        return None
+    return clean_text(raw) or None
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -88,12 +96,18 @@ def _error_code(raw: object) -> int:
 
 
 def canonical(item: object) -> str:
-    """Sorted-key compact JSON: the same item always gives the same text (and event id)."""
+    """Sorted-key compact JSON: the same item always gives the same text (and event id).
+
+    Cleaned like every other text (`clean_text`): JSON escapes NUL, but a lone surrogate would
+    stay as it is and could not be stored.
+    """
     try:
-        return json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return clean_text(
+            json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        )
     except (TypeError, ValueError, RecursionError):
         pass  # not JSON (a caller passed Python objects), or beyond the int-to-text limit
     try:
-        return repr(item)
+        return clean_text(repr(item))
     except (ValueError, RecursionError):
         return "<unrepresentable>"

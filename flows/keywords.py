@@ -19,6 +19,11 @@ speaker typing STOP keeps Spanish), else the first candidate.
 A word must mean the same command in every locale (the loader checks it), so the command never
 depends on the language; only the language of the reply does.
 
+Disguises: a message that is no keyword as written is tried again as it reads on screen
+(`flows.disguise.unmask`: no invisible characters, look-alike Cyrillic, Greek and small-capital
+letters as Latin), and a word spelled letter by letter ("S T O P", "S.T.O.P") counts only when it
+spells an opt-out word (`stop_all`): "S I" or "O K" are never YES.
+
 Everything is precomputed into dictionaries at construction: matching runs on every inbound
 message and costs a few dictionary lookups.
 """
@@ -30,6 +35,7 @@ from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
 
+from flows.disguise import spelled_out, unmask
 from flows.locale_catalog import LocaleCatalog
 from flows.text import normalise_text, split_words
 
@@ -304,11 +310,38 @@ class KeywordMatcher:
         return KeywordMatch(verb.meaning, str(alias.meaning), locale, candidates)
 
     def match(self, text: str, *, preferred_locale: str | None = None) -> KeywordMatch | None:
-        """The keyword command `text` is, or None when the whole message is not a keyword."""
+        """The keyword command `text` is, or None when the whole message is not a keyword.
+
+        The text as written first, then as it reads on screen (see the module docstring).
+        """
         normalised = normalise_text(text)
-        if not normalised:
+        if normalised:
+            found = self._keyword(normalised, split_words(normalised), preferred_locale)
+            if found is not None:
+                return found
+        return self._disguised(text, normalised, preferred_locale)
+
+    def _disguised(self, text: str, normalised: str, preferred: str | None) -> KeywordMatch | None:
+        """A keyword hidden by invisible or look-alike characters, or an opt-out word spelled
+        letter by letter."""
+        unmasked = normalise_text(unmask(text))
+        if not unmasked:
             return None
-        return self._keyword(normalised, split_words(normalised), preferred_locale)
+        words = split_words(unmasked)
+        if unmasked != normalised:
+            found = self._keyword(unmasked, words, preferred)
+            if found is not None:
+                return found
+        spelled = spelled_out(words)
+        if spelled is None:
+            return None
+        word = self._whole.get(spelled)
+        if word is None or word.meaning is not Command.STOP_ALL:
+            return None
+        candidates = self._ranked[spelled]
+        if not candidates:
+            return None
+        return KeywordMatch(Command.STOP_ALL, None, self._choose(candidates, preferred), candidates)
 
     def opt_out_intent(
         self, text: str, *, preferred_locale: str | None = None
@@ -318,11 +351,21 @@ class KeywordMatcher:
         Detected when the normalised message contains a locale's opt-out phrase at word
         boundaries, or when it is a stop verb followed by exactly one word that is not a category
         ("STOP PROMOTINS"). The category is reported when the message names exactly one. A
-        message that is a keyword (see `match`) is never an intent: it is already clear.
+        message that is a keyword (see `match`) is never an intent: it is already clear. Like
+        `match`, a message with no intent as written is read again as it reads on screen.
         """
+        if self.match(text) is not None:
+            return None
         normalised = normalise_text(text)
-        words = split_words(normalised)
-        if not words or self._keyword(normalised, words, None) is not None:
+        found = self._intent(split_words(normalised), preferred_locale)
+        if found is None:
+            unmasked = normalise_text(unmask(text))
+            if unmasked != normalised:
+                found = self._intent(split_words(unmasked), preferred_locale)
+        return found
+
+    def _intent(self, words: tuple[str, ...], preferred_locale: str | None) -> IntentMatch | None:
+        if not words:
             return None
         matched: list[_Word] = []
         categories: set[str] = set()

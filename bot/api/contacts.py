@@ -13,7 +13,8 @@ from typing import Any
 from aiohttp import web
 
 from bot.api.errors import api_error
-from bot.api.openapi import CONTACT_PARAMETER, error_responses, json_response, ref
+from bot.api.identifiers import contact_parameter_problem
+from bot.api.openapi import CONTACT_ID_ERROR, CONTACT_PARAMETER, error_responses, json_response, ref
 from bot.appkeys import SERVICES
 from bot.db.models import Contact
 from bot.services import Services
@@ -37,8 +38,19 @@ def contact_json(contact: Contact) -> dict[str, Any]:
     }
 
 
-async def _contact(request: web.Request) -> Contact | web.Response:
+def contact_parameter(request: web.Request) -> str | web.Response:
+    """The route's `{contact}`, or the 400 `invalid_contact_id` answer when it cannot be one."""
     identifier = request.match_info["contact"]
+    problem = contact_parameter_problem(identifier)
+    if problem is not None:
+        return api_error(400, "invalid_contact_id", problem)
+    return identifier
+
+
+async def _contact(request: web.Request) -> Contact | web.Response:
+    identifier = contact_parameter(request)
+    if isinstance(identifier, web.Response):
+        return identifier
     contact = await request.app[SERVICES].contacts.find(identifier)
     if contact is None or contact.id is None:
         return api_error(404, "unknown_contact", f"no contact {identifier}")
@@ -73,7 +85,10 @@ async def can_send(request: web.Request) -> web.Response:
         return api_error(422, "invalid_request", "query parameter `category` is required")
     if kind not in ("template", "text"):
         return api_error(422, "invalid_request", "`kind` is template or text")
-    contact = await services.contacts.find(request.match_info["contact"])
+    identifier = contact_parameter(request)
+    if isinstance(identifier, web.Response):
+        return identifier
+    contact = await services.contacts.find(identifier)
     answer = await services.gate.check(contact, category, template=kind == "template")
     return web.json_response(
         {
@@ -176,7 +191,7 @@ def _nullable(kind: str, **extra: Any) -> dict[str, Any]:
 
 _TIME = {"type": "string", "format": "date-time"}
 _MAYBE_TIME = _nullable("string", format="date-time")
-_CONTACT_ERRORS = error_responses(404)
+_CONTACT_ERRORS = error_responses(400, 404, descriptions=CONTACT_ID_ERROR)
 
 OPENAPI_SCHEMAS: dict[str, Any] = {
     "Contact": {
@@ -326,7 +341,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             ],
             "responses": {
                 "200": json_response("The gate's answer.", ref("CanSendAnswer")),
-                **error_responses(422),
+                **error_responses(400, 422, descriptions=CONTACT_ID_ERROR),
             },
         }
     },
@@ -365,7 +380,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             ],
             "responses": {
                 "200": json_response("Transcript entries.", ref("ContactTranscript")),
-                **error_responses(404, 422),
+                **error_responses(400, 404, 422, descriptions=CONTACT_ID_ERROR),
             },
         }
     },

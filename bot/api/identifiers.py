@@ -11,6 +11,7 @@ and the country it belongs to (which decides which consent rules apply) is known
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Final
 
@@ -29,6 +30,28 @@ EU_EEA_REGIONS: Final = frozenset(
         "AX", "GF", "GP", "MQ", "RE", "YT", "MF",
     }
 )  # fmt: skip
+
+
+#: The longest `{contact}` a route looks up (a BSUID is at most 128 characters, a wa_id 20).
+MAX_CONTACT_PARAMETER: Final = 128
+#: Unicode categories never found in an id: control, format, surrogate, line/paragraph separator.
+_NOT_IN_IDS: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def contact_parameter_problem(text: str) -> str | None:
+    """Why `{contact}` of a `/v1/contacts/{contact}…` route cannot name any contact, or None.
+
+    Ids are digits or `CC.digits`, so NUL and other control characters (PostgreSQL refuses NUL
+    outright, which made these routes answer 500), path characters (`/`, `\\`, `..`) and
+    overlong text are refused before any lookup; the route answers 400 `invalid_contact_id`.
+    """
+    if not text or len(text) > MAX_CONTACT_PARAMETER:
+        return f"a contact id is 1 to {MAX_CONTACT_PARAMETER} characters"
+    if "/" in text or "\\" in text or ".." in text:
+        return "a contact id holds no path characters (/, \\, ..)"
+    if any(unicodedata.category(char) in _NOT_IN_IDS for char in text):
+        return "a contact id holds no control or invisible characters"
+    return None
 
 
 class IdentifierError(ValueError):

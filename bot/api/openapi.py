@@ -51,6 +51,12 @@ STATUS_DESCRIPTIONS: Final[Mapping[int, str]] = {
     422: "The request is invalid or refused; `error` says why (`invalid_request` names the field).",
 }
 
+#: The 400 of the `/v1/contacts/{contact}…` routes.
+CONTACT_ID_ERROR: Final[Mapping[int, str]] = {
+    400: "`{contact}` cannot be a contact id: NUL or another control character, a path "
+    "character (`/`, `\\`, `..`) or over 128 characters (`invalid_contact_id`).",
+}
+
 #: The `{contact}` path parameter every `/v1/contacts/{contact}/…` route takes.
 CONTACT_PARAMETER: Final[dict[str, Any]] = {
     "name": "contact",

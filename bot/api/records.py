@@ -14,8 +14,16 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from bot.api.contacts import contact_parameter
 from bot.api.errors import api_error
-from bot.api.openapi import CONTACT_PARAMETER, error_responses, json_response, nullable, ref
+from bot.api.openapi import (
+    CONTACT_ID_ERROR,
+    CONTACT_PARAMETER,
+    error_responses,
+    json_response,
+    nullable,
+    ref,
+)
 from bot.appkeys import SERVICES
 from bot.db.consent_models import HASHED_COLUMNS, ConsentEvent
 from bot.db.engine import session_factory
@@ -47,7 +55,9 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 async def _find(request: web.Request) -> Contact | web.Response:
-    identifier = request.match_info["contact"]
+    identifier = contact_parameter(request)
+    if isinstance(identifier, web.Response):
+        return identifier
     contact = await request.app[SERVICES].contacts.find(identifier)
     if contact is None or contact.id is None:
         return api_error(404, "unknown_contact", f"no contact {identifier}")
@@ -449,7 +459,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "parameters": [CONTACT_PARAMETER],
             "responses": {
                 "200": json_response("The proof.", ref("ContactProof")),
-                **error_responses(404),
+                **error_responses(400, 404, descriptions=CONTACT_ID_ERROR),
             },
         }
     },
@@ -468,7 +478,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "parameters": [CONTACT_PARAMETER],
             "responses": {
                 "200": json_response("The erasure receipt.", ref("ErasureReceipt")),
-                **error_responses(404),
+                **error_responses(400, 404, descriptions=CONTACT_ID_ERROR),
             },
         }
     },

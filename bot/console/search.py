@@ -31,6 +31,7 @@ from bot.console.sessions import AgentSession
 from bot.db.consent_models import ConsentState
 from bot.db.engine import session_factory
 from bot.db.models import Contact, ContactIdentity
+from bot.normaliser_clean import clean_text
 
 PAGE_SIZE: Final = 25
 MAX_QUERY: Final = 100
@@ -59,8 +60,9 @@ class ContactQuery:
 
 def parse_query(text: str) -> ContactQuery:
     """What the agent typed: ``+34 612…`` a number, ``US.123…`` a BSUID, ``@ana`` a username,
-    anything else a name or username prefix."""
-    text = text.strip()[:MAX_QUERY]
+    anything else a name or username prefix. NUL and lone surrogates are dropped first
+    (`clean_text`): no stored name holds them, and PostgreSQL refuses them in a query."""
+    text = clean_text(text).strip()[:MAX_QUERY]
     if not text:
         return ContactQuery(QueryKind.ALL, "")
     if _NUMBER.match(text) and any(ch.isdigit() for ch in text):
@@ -86,7 +88,10 @@ def _text_after(prefix: str) -> str | None:
     last = ord(prefix[-1])
     if last >= 0x10FFFF:
         return None
-    return prefix[:-1] + chr(last + 1)
+    following = last + 1
+    if 0xD800 <= following <= 0xDFFF:  # surrogates are not text (nor storable): skip them
+        following = 0xE000
+    return prefix[:-1] + chr(following)
 
 
 def _prefix_range(column: Any, prefix: str, after: str | None) -> ColumnElement[bool]:

@@ -5,6 +5,7 @@ changes its input; and every event it makes survives `bot.eventcodec` unchanged.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -12,7 +13,8 @@ from hypothesis import strategies as st
 
 from bot.eventcodec import decode_event, encode_event
 from bot.normaliser import NotAnEnvelope, normalise
-from flows.events import Event, TextMessage
+from bot.normaliser_clean import INVALID_SENDER, clean_text, valid_wa_id
+from flows.events import Event, TextMessage, Unknown
 
 SETTINGS = settings(
     max_examples=200,
@@ -166,7 +168,23 @@ def check(payload: object) -> list[Event]:
     for event in events:
         assert decode_event(encode_event(event)) == event
         assert event.occurred_at.utcoffset() is not None
+        for text in _strings(event):
+            assert "\x00" not in text, f"NUL reached {type(event).__name__}"
+            text.encode("utf-8")  # no lone surrogate: PostgreSQL text could not store it
     return events
+
+
+def _strings(value: object) -> list[str]:
+    """Every string inside an event (its fields, the contact's, tuples and nested records)."""
+    if isinstance(value, str):
+        return [value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [
+            text for f in dataclasses.fields(value) for text in _strings(getattr(value, f.name))
+        ]
+    if isinstance(value, tuple | list):
+        return [text for item in value for text in _strings(item)]
+    return []
 
 
 @SETTINGS
@@ -401,9 +419,14 @@ def test_valid_envelopes_give_only_known_events() -> None:
         assert events and all(type(event).__name__ != "Unknown" for event in events)
 
 
+_STORABLE = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
+_WA_IDS = st.text("0123456789", min_size=1, max_size=20)
+
+
 @SETTINGS
-@given(body=st.text(), wamid=st.text(min_size=1), sender=st.text(min_size=1))
+@given(body=_STORABLE, wamid=_STORABLE.filter(bool), sender=_WA_IDS)
 def test_text_survives_untouched(body: str, wamid: str, sender: str) -> None:
+    """Text PostgreSQL can store passes through exactly; the sender is any well-formed wa_id."""
     payload = _envelope(
         "messages",
         messages=[
@@ -420,3 +443,52 @@ def test_text_survives_untouched(body: str, wamid: str, sender: str) -> None:
     assert isinstance(event, TextMessage)
     assert (event.body, event.wamid, event.event_id) == (body, wamid, f"msg:{wamid}")
     assert event.contact is not None and event.contact.wa_id == sender
+
+
+@SETTINGS
+@given(body=st.text(), profile=st.text(min_size=1))
+def test_nul_and_lone_surrogates_never_reach_an_event(body: str, profile: str) -> None:
+    """Regression: "STOP\\u0000" or a profile name "Eve\\u0000" / "\\ud800" reached
+    PostgreSQL, failed five times and went dead, and the customer could never opt out."""
+    payload = _envelope(
+        "messages",
+        contacts=[{"wa_id": "15550001111", "profile": {"name": profile}}],
+        messages=[
+            {
+                "from": "15550001111",
+                "id": "wamid.1",
+                "timestamp": "1749416383",
+                "type": "text",
+                "text": {"body": body},
+            }
+        ],
+    )
+    (event,) = check(payload)  # check() asserts every string is storable
+    assert isinstance(event, TextMessage)
+    assert event.body == body.replace("\x00", "").encode("utf-8", "ignore").decode()
+    assert event.contact is not None and event.contact.wa_id == "15550001111"
+
+
+@SETTINGS
+@given(sender=st.text(min_size=1).filter(lambda s: not valid_wa_id(clean_text(s))))
+def test_a_malformed_sender_is_never_a_contact(sender: str) -> None:
+    """Regression: `from: "../../etc/passwd"` became a contact readable through the API."""
+    payload = _envelope(
+        "messages",
+        messages=[
+            {
+                "from": sender,
+                "id": "wamid.1",
+                "timestamp": "1749416383",
+                "type": "text",
+                "text": {"body": "STOP"},
+            }
+        ],
+    )
+    events = check(payload)
+    if not events:  # a sender of only NUL / surrogates is no sender at all: refused
+        assert not clean_text(sender)
+        return
+    (event,) = events
+    assert isinstance(event, Unknown) and event.contact is None
+    assert event.reason.startswith(INVALID_SENDER)

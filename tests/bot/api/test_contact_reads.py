@@ -150,3 +150,30 @@ async def test_without_a_token_only_the_sandbox_is_open(
     )
     assert (await sandbox.get("/v1/contacts/1555/consent")).status == 404
     assert sandbox.server.app[SERVICES].settings.sandbox
+
+
+async def test_contact_ids_with_nul_or_path_characters_are_400_not_500(
+    aiohttp_client: ClientFactory, stack_urls: tuple[str, str], settings_for: Any
+) -> None:
+    """Regression: `/v1/contacts/…%00/consent` reached PostgreSQL, which refuses NUL: 500.
+    Every contact route answers 400 `invalid_contact_id` for NUL, control and path ids."""
+    database_url, redis_url = stack_urls
+    client = await aiohttp_client(
+        create_app(
+            settings_for(database_url=database_url, redis_url=redis_url, api_token="api-secret")
+        )
+    )
+    for contact in ("15552220001%00", "%00", "15552220001%0A", "..%2F..%2Fetc%2Fpasswd", "1" * 129):
+        for method, path, params in (
+            ("GET", "/consent", {}),
+            ("GET", "/can-send", {"category": "marketing"}),
+            ("GET", "/ledger", {}),
+            ("GET", "/transcript", {}),
+            ("GET", "/proof", {}),
+            ("DELETE", "", {}),
+        ):
+            response = await client.request(
+                method, f"/v1/contacts/{contact}{path}", params=params, headers=AUTH
+            )
+            assert response.status == 400, (method, contact, path, await response.text())
+            assert (await response.json())["error"] == "invalid_contact_id"

@@ -139,3 +139,14 @@ async def test_the_list_shows_each_contacts_consent_and_filters_by_it(agent: Age
     assert _links(await agent.page("/console", consent="lapsed")) == []
     ignored = _links(await agent.page("/console", consent="<bogus>"))
     assert {stopper, starter} <= set(ignored)
+
+
+@pytest.mark.parametrize("text", ["Ana\x00", "\x00", "34\x00612", "\ud7ff"])
+async def test_search_with_a_nul_answers_a_page_not_500(agent: Agent, text: str) -> None:
+    """Regression: a NUL in the console search reached PostgreSQL, which refused it: 500.
+    ("\\ud7ff" pins the prefix range, whose upper bound must not be a lone surrogate.)"""
+    ids = await _seed(agent)
+    await agent.login()
+    page = await agent.page("/console", q=text)
+    if text == "Ana\x00":
+        assert _links(page) == [ids["ANAÏS Ortega"], ids["Ana Bell"]]
