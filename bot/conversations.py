@@ -134,7 +134,9 @@ class ConversationRunner:
         # A word several languages share ("MENU": de, en, es, it, tr) is read in the contact's
         # language, or, before we know it, in the business's default language.
         classified = self._classifier.classify(
-            event, preferred_locale=contact.locale or self._language.default_locale
+            event,
+            preferred_locale=contact.locale,
+            fallback_locale=self._language.default_locale,
         )
         if classified.customer_message:
             await self._window.open(contact.id, event.occurred_at)

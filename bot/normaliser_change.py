@@ -12,7 +12,13 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from bot.normaliser_clean import INVALID_SENDER, MAX_WA_ID, valid_user_id, valid_wa_id
+from bot.normaliser_clean import (
+    INVALID_SENDER,
+    MAX_WA_ID,
+    clean_text,
+    valid_user_id,
+    valid_wa_id,
+)
 from bot.normaliser_values import JsonObject, canonical, text_or_none, unix_time
 from flows import events as ev
 from flows.events import ContactRef
@@ -42,7 +48,7 @@ class Change:
         *,
         latest: datetime | None = None,
     ):
-        self.field = field if isinstance(field, str) else ""
+        self.field = clean_text(field) if isinstance(field, str) else ""
         self.waba_id = waba_id
         self.entry_time = entry_time
         self.value = value

@@ -65,20 +65,40 @@ def marketing_categories(categories: Sequence[Category]) -> tuple[str, ...]:
     return tuple(c.name for c in categories if c.kind is CategoryKind.MARKETING)
 
 
+@dataclass(frozen=True, slots=True)
+class _Language:
+    """The contact's known language, and the one to read shared words in before it is known."""
+
+    known: str | None
+    fallback: str | None
+
+
 class Classifier:
     def __init__(self, matcher: KeywordMatcher, categories: Sequence[Category]) -> None:
         self._matcher = matcher
         self._categories = tuple(categories)
         self._names = frozenset(c.name for c in categories)
 
-    def classify(self, event: ev.Event, *, preferred_locale: str | None) -> Classified:
+    def classify(
+        self,
+        event: ev.Event,
+        *,
+        preferred_locale: str | None,
+        fallback_locale: str | None = None,
+    ) -> Classified:
+        """`preferred_locale` is the contact's known language; `fallback_locale` the one to read
+        a shared word in before it is known (the business's default)."""
+        language = _Language(preferred_locale, fallback_locale)
+        return self._classify(event, language)
+
+    def _classify(self, event: ev.Event, language: _Language) -> Classified:
         match event:
             case ev.TextMessage(body=body):
-                return Classified(self._words(event, body, preferred_locale, Method.KEYWORD), True)
+                return Classified(self._words(event, body, language, Method.KEYWORD), True)
             case ev.ButtonReply(payload=payload, text=text):
-                return Classified(self._button(event, payload, text, preferred_locale), True)
+                return Classified(self._button(event, payload, text, language), True)
             case ev.InteractiveReply(reply_id=reply_id, title=title):
-                return Classified(self._button(event, reply_id, title, preferred_locale), True)
+                return Classified(self._button(event, reply_id, title, language), True)
             case ev.UserPreferencesUpdate(value=value):
                 trigger = _META_PREFERENCES.get(value.lower())
                 if trigger is None:
@@ -156,11 +176,11 @@ class Classifier:
             evidence={**base, **(evidence or {})},
         )
 
-    def _words(
-        self, event: ev.Event, text: str, preferred: str | None, method: Method
-    ) -> FlowInput:
+    def _words(self, event: ev.Event, text: str, language: _Language, method: Method) -> FlowInput:
         evidence = {"text": text[:1000]}
-        keyword = self._matcher.match(text, preferred_locale=preferred)
+        keyword = self._matcher.match(
+            text, preferred_locale=language.known, fallback_locale=language.fallback
+        )
         if keyword is not None:
             categories = (keyword.category,) if keyword.category else ()
             return self._input(
@@ -171,7 +191,9 @@ class Classifier:
                 method=method,
                 evidence=evidence,
             )
-        intent = self._matcher.opt_out_intent(text, preferred_locale=preferred)
+        intent = self._matcher.opt_out_intent(
+            text, preferred_locale=language.known or language.fallback
+        )
         if intent is not None:
             categories = (intent.category,) if intent.category else ()
             return self._input(
@@ -184,7 +206,7 @@ class Classifier:
             )
         return self._input(event, Trigger.OTHER_MESSAGE, evidence=evidence)
 
-    def _button(self, event: ev.Event, payload: str, text: str, preferred: str | None) -> FlowInput:
+    def _button(self, event: ev.Event, payload: str, text: str, language: _Language) -> FlowInput:
         evidence = {"button": payload[:256], "text": text[:256]}
         trigger = _FIXED_IDS.get(payload)
         if trigger is not None:
@@ -206,7 +228,7 @@ class Classifier:
         # customer's word like a typed keyword; its payload is the business's, its text ours.
         method = Method.META_TEMPLATE_BUTTON if isinstance(event, ev.ButtonReply) else Method.BUTTON
         for candidate in (text, payload):
-            flow = self._words(event, candidate, preferred, method)
+            flow = self._words(event, candidate, language, method)
             if flow.trigger is not Trigger.OTHER_MESSAGE:
                 return replace(flow, evidence={**flow.evidence, **evidence})
         return self._input(event, Trigger.OTHER_MESSAGE, evidence=evidence)

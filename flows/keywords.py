@@ -255,25 +255,29 @@ class KeywordMatcher:
         parts: Sequence[_Word],
         candidates: tuple[str, ...],
         preferred: str | None,
+        fallback: str | None,
     ) -> str:
         """The language to answer a keyword in (and to record as the contact's).
 
-        The contact's language when it owns the words; STOP and START (every locale's messages
-        name them) keep the contact's language too. Otherwise the words' language when
-        exactly one locale owns them: an English HELP after BAJA is answered in English.
-        A word several languages share that is not the contact's ("SI" from an English
-        contact) does not switch them: it is answered in their language.
+        The contact's language when it owns the words (else, for a contact whose language is
+        not known yet, the business's default when it owns them: "MENU"); STOP and START, which
+        every locale's messages name, keep that language too. Otherwise the words' language
+        when exactly one locale owns them: an English HELP after BAJA is answered in English.
+        A word several languages share that is not the contact's own ("SI" from an English
+        contact) does not switch a contact whose language is known.
         """
         owned = {code: sum(1 for p in parts if code in p.owners) for code in candidates}
         most = max(owned.values(), default=0)
         top = [code for code in candidates if most and owned[code] == most]
-        if preferred is not None and preferred in top:
-            return preferred
+        current = preferred or fallback
+        if current is not None and current in top:
+            return current
+        if current is not None and command in _UNIVERSAL_COMMANDS and current in candidates:
+            return current
+        if len(top) == 1:
+            return top[0]
         if preferred is not None and preferred in self._order:
-            if command in _UNIVERSAL_COMMANDS and preferred in candidates:
-                return preferred
-            if len(top) != 1:
-                return preferred
+            return preferred
         return top[0] if top else candidates[0]
 
     def _category_command(self, words: tuple[str, ...]) -> tuple[_Word, _Word] | None:
@@ -291,13 +295,17 @@ class KeywordMatcher:
         return None
 
     def _keyword(
-        self, normalised: str, words: tuple[str, ...], preferred: str | None
+        self,
+        normalised: str,
+        words: tuple[str, ...],
+        preferred: str | None,
+        fallback: str | None = None,
     ) -> KeywordMatch | None:
         for key in (normalised, " ".join(words)):
             word = self._whole.get(key)
             if word is not None and isinstance(word.meaning, Command) and self._ranked[key]:
                 candidates = self._ranked[key]
-                locale = self._keyword_locale(word.meaning, [word], candidates, preferred)
+                locale = self._keyword_locale(word.meaning, [word], candidates, preferred, fallback)
                 return KeywordMatch(word.meaning, None, locale, candidates)
         found = self._category_command(words)
         if found is None:
@@ -306,22 +314,34 @@ class KeywordMatcher:
         candidates = self._rank([verb, alias])
         if not candidates or not isinstance(verb.meaning, Command):
             return None
-        locale = self._keyword_locale(verb.meaning, [verb, alias], candidates, preferred)
+        locale = self._keyword_locale(verb.meaning, [verb, alias], candidates, preferred, fallback)
         return KeywordMatch(verb.meaning, str(alias.meaning), locale, candidates)
 
-    def match(self, text: str, *, preferred_locale: str | None = None) -> KeywordMatch | None:
+    def match(
+        self,
+        text: str,
+        *,
+        preferred_locale: str | None = None,
+        fallback_locale: str | None = None,
+    ) -> KeywordMatch | None:
         """The keyword command `text` is, or None when the whole message is not a keyword.
+
+        `preferred_locale` is the contact's known language, `fallback_locale` the business's
+        default for a contact whose language is not known yet (see `_keyword_locale`).
 
         The text as written first, then as it reads on screen (see the module docstring).
         """
         normalised = normalise_text(text)
         if normalised:
-            found = self._keyword(normalised, split_words(normalised), preferred_locale)
+            words = split_words(normalised)
+            found = self._keyword(normalised, words, preferred_locale, fallback_locale)
             if found is not None:
                 return found
-        return self._disguised(text, normalised, preferred_locale)
+        return self._disguised(text, normalised, preferred_locale, fallback_locale)
 
-    def _disguised(self, text: str, normalised: str, preferred: str | None) -> KeywordMatch | None:
+    def _disguised(
+        self, text: str, normalised: str, preferred: str | None, fallback: str | None
+    ) -> KeywordMatch | None:
         """A keyword hidden by invisible or look-alike characters, or an opt-out word spelled
         letter by letter."""
         unmasked = normalise_text(unmask(text))
@@ -329,7 +349,7 @@ class KeywordMatcher:
             return None
         words = split_words(unmasked)
         if unmasked != normalised:
-            found = self._keyword(unmasked, words, preferred)
+            found = self._keyword(unmasked, words, preferred, fallback)
             if found is not None:
                 return found
         spelled = spelled_out(words)
