@@ -39,6 +39,7 @@ _TIMERS = {
 _FIXED_IDS = {
     ids.OPTIN_YES: Trigger.YES,
     ids.OPTIN_NO: Trigger.NO,
+    ids.OPTIN_CHOOSE: Trigger.CHOOSE,
     ids.RECONSENT_YES: Trigger.YES,
     ids.RECONSENT_NO: Trigger.NO,
     ids.CLARIFY_STOP_ALL: Trigger.CLARIFY_STOP_ALL,
@@ -214,6 +215,7 @@ class Classifier:
         for prefix, trigger in (
             (ids.CLARIFY_STOP, Trigger.CLARIFY_STOP_CATEGORY),
             (ids.PREFERENCE, Trigger.PREFERENCE_TOGGLE),
+            (ids.OPTIN_PICK, Trigger.PICK),
         ):
             if payload.startswith(prefix) and payload[len(prefix) :] in self._names:
                 method = Method.PREFERENCES_MENU if prefix == ids.PREFERENCE else Method.BUTTON

@@ -21,6 +21,7 @@ from flows.machine import (
     Begin,
     CancelTimers,
     Guard,
+    Narrow,
     Record,
     Reply,
     StartTimer,
@@ -68,6 +69,8 @@ def _guard_holds(
             return all(
                 ctx.status(c.name) is ConsentStatus.OPTED_IN for c in ctx.categories if c.default
             )
+        case Guard.LAST_PICK:
+            return bool(event.categories) and set(conv.categories) <= set(event.categories)
         case Guard.ALL_OPTED_OUT:
             return all(ctx.status(c.name) is ConsentStatus.OPTED_OUT for c in ctx.categories)
     raise ValueError(f"unknown guard {guard}")  # pragma: no cover
@@ -139,6 +142,10 @@ def step(conv: Conversation, event: FlowInput, ctx: FlowContext) -> Decision:
                 )
             case CancelTimers():
                 effects.extend(CancelTimer(kind) for kind in TimerKind)
+            case Narrow(targets=targets):
+                answered = set(_targets(targets, current, event, ctx))
+                remaining = tuple(c for c in current.categories if c not in answered)
+                current = replace(current, categories=remaining)
             case StartTimer(timer=timer):
                 effects.append(ScheduleTimer(timer, current.token, _due(timer, event, ctx)))
             case Reply(message=message, targets=targets):

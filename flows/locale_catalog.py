@@ -69,6 +69,10 @@ REQUIRED_MESSAGES: Mapping[str, frozenset[str]] = MappingProxyType(
         "reconsent_confirmed": frozenset({"business"}),
         "reconsent_withdrawn": frozenset({"business"}),
         "stale_answer": frozenset({"business"}),
+        "choose_button": frozenset(),
+        "optin_choices_body": frozenset({"business"}),
+        "optin_choices_button": frozenset(),
+        "optin_picked": frozenset({"business", "category"}),
         "category_list_separator": frozenset(),
         "category_list_last_separator": frozenset(),
     }
@@ -83,6 +87,8 @@ MESSAGE_LIMITS: Mapping[str, int] = MappingProxyType(
         "clarify_stop_category_button": 20,
         "clarify_keep_button": 20,
         "preferences_button": 20,
+        "choose_button": 20,
+        "optin_choices_button": 20,
         "preferences_section": 24,
         "preferences_row_description": 72,
     }

@@ -49,6 +49,8 @@ class Trigger(StrEnum):
     OPTIN_EXPIRED = "optin_expired"
     CLARIFICATION_TIMEOUT = "clarification_timeout"
     RECONSENT_DEADLINE = "reconsent_deadline"
+    CHOOSE = "choose"  # "Choose" on an opt-in prompt: show the categories one by one
+    PICK = "pick"  # one category chosen from that list
 
 
 class TimerKind(StrEnum):
@@ -91,6 +93,8 @@ class Message(StrEnum):
     RECONSENT_CONFIRMED = "reconsent_confirmed"
     RECONSENT_WITHDRAWN = "reconsent_withdrawn"
     STALE_ANSWER = "stale_answer"
+    OPTIN_CHOICES = "optin_choices"
+    OPTIN_PICKED = "optin_picked"
 
 
 class Guard(StrEnum):
@@ -106,6 +110,8 @@ class Guard(StrEnum):
     DEFAULTS_OPTED_IN = "defaults_opted_in"
     # Every category is opted out: nothing is left to keep, so an unclear wish is not asked.
     ALL_OPTED_OUT = "all_opted_out"
+    # The category chosen from the list is the last one the opt-in flow still asks about.
+    LAST_PICK = "last_pick"
 
 
 # ---- effects, as values ----------------------------------------------------------------------
@@ -135,6 +141,14 @@ class Begin:
 
 
 @dataclass(frozen=True, slots=True)
+class Narrow:
+    """The flow now asks only about its categories that are not in `targets` (a category chosen
+    from the list is answered; the rest are still asked)."""
+
+    targets: Targets
+
+
+@dataclass(frozen=True, slots=True)
 class StartTimer:
     timer: TimerKind
 
@@ -144,7 +158,7 @@ class CancelTimers:
     """Cancel every timer of the conversation (leaving a flow)."""
 
 
-Effect = Record | Reply | Begin | StartTimer | CancelTimers
+Effect = Record | Reply | Begin | Narrow | StartTimer | CancelTimers
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +221,19 @@ _ANY_STATE: Mapping[Trigger, tuple[Transition, ...]] = {
             label="grant one, confirm",
         ),
     ),
+    # A row of an opt-in list tapped after its flow ended names exactly what the customer wants,
+    # like START <category>.
+    Trigger.PICK: (
+        Transition(
+            None,
+            (
+                Record(ConsentAction.GRANTED, Targets.EVENT),
+                Reply(Message.START_CATEGORY_CONFIRMATION, Targets.EVENT),
+            ),
+            label="chosen later: grant one",
+        ),
+    ),
+    Trigger.CHOOSE: (Transition(None, (Reply(Message.STALE_ANSWER),), label="no open question"),),
     Trigger.START_ALL: (
         Transition(
             None, (Reply(Message.HELP),), guard=Guard.DEFAULTS_OPTED_IN, label="nothing to ask"
@@ -330,6 +357,34 @@ _PER_STATE: Mapping[State, Mapping[Trigger, tuple[Transition, ...]]] = {
         ),
         Trigger.START_ALL: (
             Transition(None, (Reply(Message.OPTIN_PROMPT, Targets.FLOW),), label="ask again"),
+        ),
+        Trigger.CHOOSE: (
+            Transition(None, (Reply(Message.OPTIN_CHOICES, Targets.FLOW),), label="list them"),
+        ),
+        Trigger.PICK: (
+            Transition(
+                State.IDLE,
+                (
+                    CancelTimers(),
+                    Record(
+                        ConsentAction.GRANTED, Targets.EVENT, Method.DOUBLE_OPT_IN, from_flow=True
+                    ),
+                    Reply(Message.OPTIN_CONFIRMED, Targets.EVENT),
+                ),
+                guard=Guard.LAST_PICK,
+                label="chose the last: grant it",
+            ),
+            Transition(
+                None,
+                (
+                    Record(
+                        ConsentAction.GRANTED, Targets.EVENT, Method.DOUBLE_OPT_IN, from_flow=True
+                    ),
+                    Narrow(Targets.EVENT),
+                    Reply(Message.OPTIN_PICKED, Targets.EVENT),
+                ),
+                label="chose one: grant it",
+            ),
         ),
         Trigger.STOP_CATEGORY: (
             Transition(

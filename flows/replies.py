@@ -21,6 +21,8 @@ class ids:
 
     OPTIN_YES = "optin:yes"
     OPTIN_NO = "optin:no"
+    OPTIN_CHOOSE = "optin:choose"
+    OPTIN_PICK = "optin:pick:"  # + category
     RECONSENT_YES = "reconsent:yes"
     RECONSENT_NO = "reconsent:no"
     CLARIFY_STOP_ALL = "clarify:stop_all"
@@ -84,8 +86,14 @@ def render(
             )
         case Message.OPTIN_PROMPT:
             text = cat.render("optin_prompt", business=business, categories=_join(ctx, categories))
+            # Consent specific to each purpose: with more than one category, "Choose" lists
+            # them so the customer can take some and not others.
+            choose = (
+                ((ids.OPTIN_CHOOSE, cat.render("choose_button")),) if len(categories) > 1 else ()
+            )
             buttons = (
                 (ids.OPTIN_YES, cat.render("yes_button")),
+                *choose,
                 (ids.OPTIN_NO, cat.render("no_button")),
             )
             if ctx.window_open or ctx.optin_template is None:
@@ -122,6 +130,19 @@ def render(
                     ),
                     (ids.CLARIFY_KEEP, cat.render("clarify_keep_button")),
                 ),
+            )
+        case Message.OPTIN_CHOICES:
+            return reply(
+                text=cat.render("optin_choices_body", business=business),
+                list_button=cat.render("optin_choices_button"),
+                list_section=cat.render("preferences_section"),
+                rows=tuple(
+                    ListRow(ids.OPTIN_PICK + c, _display(ctx, c)[:24]) for c in categories[:10]
+                ),
+            )
+        case Message.OPTIN_PICKED:
+            return reply(
+                text=cat.render("optin_picked", business=business, category=_join(ctx, categories))
             )
         case Message.PREFERENCES_MENU:
             rows = tuple(

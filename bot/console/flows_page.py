@@ -21,6 +21,7 @@ from flows.machine import (
     Begin,
     CancelTimers,
     Effect,
+    Narrow,
     Record,
     Reply,
     StartTimer,
@@ -48,6 +49,8 @@ def describe(effect: Effect) -> str:
             return f"reply {message.value} ({targets.value})"
         case Begin(targets=targets):
             return f"begin a flow ({targets.value})"
+        case Narrow(targets=targets):
+            return f"stop asking about ({targets.value})"
         case StartTimer(timer=timer):
             return f"start timer {timer.value}"
         case CancelTimers():

@@ -32,7 +32,7 @@ UI_PIECES = {
     "yes_button", "no_button", "clarify_stop_all_button", "clarify_stop_category_button",
     "clarify_keep_button", "preferences_button", "preferences_section", "status_on",
     "status_off", "preferences_row_description", "category_list_separator",
-    "category_list_last_separator",
+    "category_list_last_separator", "choose_button", "optin_choices_button",
 }  # fmt: skip
 
 

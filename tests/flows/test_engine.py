@@ -88,7 +88,7 @@ def test_start_asks_for_the_default_categories_and_yes_grants_them() -> None:
     conv = asked.conversation
     assert conv.state is State.AWAITING_OPTIN and conv.categories == ALL
     (prompt,) = sends(asked)
-    assert [b[0] for b in prompt.buttons] == ["optin:yes", "optin:no"]
+    assert [b[0] for b in prompt.buttons] == ["optin:yes", "optin:choose", "optin:no"]
     assert all(c.action is ConsentAction.PENDING for c in records(asked))
     assert records(asked)[0].evidence["shown_text"] == prompt.text
     (timer,) = [e for e in asked.effects if isinstance(e, ScheduleTimer)]
@@ -176,6 +176,7 @@ def test_conversation_json_round_trip() -> None:
 
 _GRANTING = {
     Trigger.YES,
+    Trigger.PICK,  # a category the customer chose from the opt-in list
     Trigger.START_CATEGORY,
     Trigger.PREFERENCE_TOGGLE,
     Trigger.META_RESUME_MARKETING,

@@ -30,7 +30,7 @@ def assert_prompt(
     replies: list[Reply], catalog: LocaleCatalog, categories: Sequence[str] = CATEGORIES
 ) -> Reply:
     """One interactive message naming the business, exactly `categories`, how to stop, and
-    Yes / No reply buttons."""
+    Yes / No reply buttons (and Choose between them when it asks about several)."""
     assert len(replies) == 1, replies
     (prompt,) = replies
     assert prompt.text == catalog.render(
@@ -39,8 +39,10 @@ def assert_prompt(
     assert BUSINESS in prompt.text
     assert any(word in prompt.text for word in ("STOP", *catalog.keywords["stop_all"]))
     assert prompt.kind == "interactive"
+    choose = ((ids.OPTIN_CHOOSE, catalog.render("choose_button")),) if len(categories) > 1 else ()
     assert prompt.buttons == (
         (ids.OPTIN_YES, catalog.render("yes_button")),
+        *choose,
         (ids.OPTIN_NO, catalog.render("no_button")),
     )
     return prompt
