@@ -96,7 +96,7 @@ _DEAD_ID_PATTERN: Final = "^[0-9]+-[0-9]+$"
 OPENAPI_SCHEMAS: dict[str, Any] = {
     "DeadEvent": {
         "type": "object",
-        "description": "An inbound event the workers gave up on, kept on `optin:dead`.",
+        "description": "An inbound event the workers gave up on, kept on the dead-letter stream.",
         "required": ["dead_id", "reason", "error", "attempts", "died_at", "event_id", "contact"],
         "properties": {
             "dead_id": {"type": "string", "pattern": _DEAD_ID_PATTERN},
