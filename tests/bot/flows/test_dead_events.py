@@ -224,3 +224,34 @@ async def test_the_dead_list_is_paginated_newest_first(api_chat: Chat) -> None:
     assert [d["dead_id"] for d in rest["dead"]] == [ids[0]] and rest["next_cursor"] is None
     assert (await chat.client.get("/v1/dead?limit=0", headers=AUTH)).status == 422
     assert (await chat.client.get("/v1/dead?cursor=x", headers=AUTH)).status == 422
+
+
+async def test_dead_events_kept_trims_the_oldest_logged_and_counted(
+    open_chat: ChatOpener, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DEAD_EVENTS_KEPT reaches the workers: past it, the oldest dead event is trimmed, logged
+    at ERROR and counted in optin_dead_letters_trimmed_total{stream="optin:dead"}."""
+    chat = await open_chat(api_token=TOKEN, dead_events_kept=1)
+    Breaker(monkeypatch, chat.services.ledger, "apply")
+    with caplog.at_level(logging.ERROR, logger="bot.inbound"):
+        first = await chat.say("STOP", wait=False)
+        await dead_entries(chat)
+        second = await chat.say("STOP", wa_id="15550009002", wait=False)
+
+        async def trimmed() -> bool:
+            entries = await chat.services.redis.xrange(DEAD_LETTER_STREAM)
+            return [f["event_id"] for _, f in entries] == [f"msg:{second}"]
+
+        await eventually(trimmed, within=20)
+
+    assert dead_counted(chat, "failed") == 2.0
+    assert (
+        chat.services.metrics.registry.get_sample_value(
+            "optin_dead_letters_trimmed_total", {"stream": DEAD_LETTER_STREAM}
+        )
+        == 1.0
+    )
+    assert any(
+        "trimmed 1 oldest dead events" in r.getMessage() and f"msg:{first}" in r.getMessage()
+        for r in caplog.records
+    )
