@@ -1,4 +1,4 @@
-"""The `optin-bot` command: serve | migrate | web | worker | sender | ledger | contact."""
+"""The `optin-bot` command: serve | migrate | web | worker | sender | ledger | contact | dead."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from aiohttp import web
 
 from bot.app import create_app
 from bot.cli_campaign import add_campaign_parser, run_campaign
+from bot.cli_dead import add_dead_parser, run_dead
 from bot.db.contacts import ContactRepository
 from bot.db.engine import create_engine, session_factory
 from bot.db.ledger import LedgerRepository
@@ -82,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("migrate", help="create or upgrade the database schema")
     add_campaign_parser(sub)
+    add_dead_parser(sub)
     flows = sub.add_parser("flows", help="show the conversation flows")
     flows.add_argument("--mermaid", action="store_true", help="print a Mermaid state diagram")
     ledger = sub.add_parser("ledger", help="consent ledger tools")
@@ -218,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         if args.command == "campaign":
             return run_campaign(settings, args)
+        if args.command == "dead":
+            return run_dead(settings, args)
         if args.command == "flows":
             return _flows(args)
         if args.command == "ledger":

@@ -8,6 +8,8 @@ set timers. A crash after the commit is replayed from the outbox (the conversati
 last event it applied), so nothing is decided twice and nothing decided is lost; replies have
 deterministic ids, so the queue drops a second copy.
 Every reply passes the consent gate here, with the same function `/can-send` answers from.
+The flow-step row, the contact's locale, the refused-reply row and the hooks are optional parts
+(`bot.parts`): one that fails for good is logged and counted, and the decision still applies.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from bot.db.contacts import ContactRepository
@@ -26,6 +29,7 @@ from bot.db.transcript import TranscriptRepository
 from bot.hooks import Hooks
 from bot.metrics import Metrics
 from bot.outbound import OutboundMessage, OutboundQueue
+from bot.parts import OptionalParts
 from bot.replies import outbound_for
 from bot.settings import Settings
 from bot.timers import TimerStore
@@ -121,6 +125,7 @@ class ConversationRunner:
         self._window = window
         self._metrics = metrics
         self._hooks = hooks or Hooks()
+        self._parts = OptionalParts(metrics)
 
     async def __call__(self, contact: Contact, event: ev.Event) -> None:
         assert contact.id is not None
@@ -149,7 +154,12 @@ class ConversationRunner:
             flow = replace(flow, answers=await self._question_of(event))
         locale = self._language.locale_for(flow.locale, contact.locale)
         if flow.locale is not None and locale != contact.locale:
-            contact = await self._contacts.set_locale(contact, locale)
+            before = contact
+            done, updated = await self._parts.run(
+                "locale", event.event_id, lambda: self._contacts.set_locale(before, locale)
+            )
+            if done and updated is not None:
+                contact = updated
         conversation = Conversation.from_json(record.data_json) if record else Conversation()
         now = datetime.now(UTC)
         window_open = await self._window.is_open(contact_id, now)
@@ -214,14 +224,20 @@ class ConversationRunner:
         ):
             # Before the decision is committed: a crash in between replays the event, which
             # decides the same step again and records nothing twice (the row is keyed on it).
-            await self._transcript.record_flow_step(
-                contact_id,
-                event_id=event.event_id,
-                from_state=conversation.state.value,
-                to_state=decision.conversation.state.value,
-                trigger=flow.trigger.value,
-                label=decision.transition.label,
-                occurred_at=event.occurred_at,
+            transition, trigger = decision.transition, flow.trigger
+            from_state, to_state = conversation.state, decision.conversation.state
+            await self._parts.run(
+                "flow_step",
+                event.event_id,
+                lambda: self._transcript.record_flow_step(
+                    contact_id,
+                    event_id=event.event_id,
+                    from_state=from_state.value,
+                    to_state=to_state.value,
+                    trigger=trigger.value,
+                    label=transition.label,
+                    occurred_at=event.occurred_at,
+                ),
             )
         await self._ledger.apply(
             contact_id,
@@ -336,9 +352,13 @@ class ConversationRunner:
                 await self._timers.cancel(contact.id, item["cancel"])
             elif "consent" in item:
                 written = await self._ledger.events_by_keys(item["consent"])
-                await self._hooks.emit_consent(contact, written)
+                await self._parts.run(
+                    "hooks", event.event_id, partial(self._hooks.emit_consent, contact, written)
+                )
             elif "unhandled" in item:
-                await self._hooks.emit_unhandled(contact, event)
+                await self._parts.run(
+                    "hooks", event.event_id, lambda: self._hooks.emit_unhandled(contact, event)
+                )
         await self._ledger.clear_outbox(contact.id, event.event_id)
 
     async def _refused(self, message: OutboundMessage, reason: str, now: datetime) -> None:
@@ -346,6 +366,11 @@ class ConversationRunner:
         confirmation): keep it in the transcript as refused, with the reason."""
         log.info("reply %s not sent: %s", message.message_id, reason)
         self._metrics.outbound_messages.labels(result="refused").inc()
+        await self._parts.run(
+            "transcript", message.message_id, lambda: self._record_refused(message, reason, now)
+        )
+
+    async def _record_refused(self, message: OutboundMessage, reason: str, now: datetime) -> None:
         await self._transcript.record_outbound(
             message.contact_id,
             message_id=message.message_id,

@@ -6,7 +6,8 @@ the next owner (handlers are idempotent: the database refuses a second row for t
 A failing entry is retried in place, which holds back that shard (and so that contact's later
 events) instead of reordering them: infrastructure failures (database or Redis down) are retried
 until they recover, any other error `MAX_ATTEMPTS` times before the entry goes to the dead-letter
-stream with the error, so one poisoned event cannot block a shard for ever.
+stream with the error, so one poisoned event cannot block a shard for ever. A dead event is logged
+at ERROR and counted (`optin_dead_events_total{reason}`); `bot.dead_events` lists and replays it.
 """
 
 from __future__ import annotations
@@ -137,8 +138,9 @@ class InboundWorker:
         try:
             event = decode_event(fields["e"])
         except Exception as exc:
-            log.error("undecodable entry %s on %s: %s", entry_id, stream, exc)
-            await self._dead_letter(stream, entry_id, fields, f"undecodable: {exc}")
+            await self._dead_letter(
+                stream, entry_id, fields, f"undecodable: {exc}", reason="undecodable", attempts=1
+            )
             return
         attempts = 0
         delay = 0.1
@@ -155,7 +157,15 @@ class InboundWorker:
                     attempts += 1
                     log.exception("event %s failed (attempt %d)", event.event_id, attempts)
                     if attempts >= MAX_ATTEMPTS:
-                        await self._dead_letter(stream, entry_id, fields, repr(exc))
+                        await self._dead_letter(
+                            stream,
+                            entry_id,
+                            fields,
+                            repr(exc),
+                            reason="failed",
+                            attempts=attempts,
+                            event_id=event.event_id,
+                        )
                         return
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, self._retry_cap)
@@ -174,13 +184,45 @@ class InboundWorker:
                 await asyncio.sleep(1.0)
 
     async def _dead_letter(
-        self, stream: str, entry_id: str, fields: dict[str, str], error: str
+        self,
+        stream: str,
+        entry_id: str,
+        fields: dict[str, str],
+        error: str,
+        *,
+        reason: str,
+        attempts: int,
+        event_id: str = "",
     ) -> None:
-        _, trimmed = await add_dead_letter(
+        """Give the entry up: onto the dead-letter stream (where `bot.dead_events` lists and
+        replays it), logged at ERROR and counted in `optin_dead_events_total{reason}`."""
+        dead_id, trimmed = await add_dead_letter(
             self._redis,
-            {"stream": stream, "entry": entry_id, "error": error[:2000], "e": fields.get("e", "")},
+            {
+                "stream": stream,
+                "entry": entry_id,
+                "error": error[:2000],
+                "reason": reason,
+                "attempts": str(attempts),
+                "event_id": event_id,
+                "e": fields.get("e", ""),
+            },
             maxlen=self._dead_letter_maxlen,
         )
+        log.error(
+            "event %s (entry %s on %s) is dead (%s after %d attempt(s)): %s; kept as %s on %s "
+            "for `optin-bot dead replay`",
+            event_id or "(undecodable)",
+            entry_id,
+            stream,
+            reason,
+            attempts,
+            error[:500],
+            dead_id,
+            DEAD_LETTER_STREAM,
+        )
+        if self._metrics is not None:
+            self._metrics.dead_events.labels(reason=reason).inc()
         if trimmed:
             self._report_trimmed(trimmed)
         await self._ack(stream, entry_id)

@@ -7,6 +7,8 @@ truth of the shared queues, not one process's guess.
 
 from __future__ import annotations
 
+from typing import Final
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -21,6 +23,18 @@ from bot import redis_keys
 
 # `*_created` series double the output and no dashboard of ours reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
+
+#: The `part` label values of `optin_event_parts_lost_total` (`bot.parts`).
+EVENT_PARTS: Final = (
+    "transcript",
+    "contact_profile",
+    "identity_change",
+    "flow_step",
+    "locale",
+    "hooks",
+)
+#: The `reason` label values of `optin_dead_events_total` (`bot.inbound`).
+DEAD_EVENT_REASONS: Final = ("failed", "undecodable")
 
 
 class Metrics:
@@ -70,6 +84,20 @@ class Metrics:
             ["stream"],
             registry=self.registry,
         )
+        self.event_parts_lost = Counter(
+            "optin_event_parts_lost",
+            "Optional parts of an event (transcript row, profile name, flow step, hooks...) that "
+            "failed for good and were skipped so that the event's consent decision still applied",
+            ["part"],
+            registry=self.registry,
+        )
+        self.dead_events = Counter(
+            "optin_dead_events",
+            "Inbound events given up by the workers and put on the dead-letter stream, by reason "
+            "(failed: failed 5 times; undecodable: unreadable entry)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.foreign_number_events = Counter(
             "optin_webhook_foreign_number_events",
             "Webhook changes for another business number, kept as unknown events with no "
@@ -112,6 +140,10 @@ class Metrics:
             self.outbound_messages.labels(result=outcome)
         for outcome in ("delivered", "retried", "rejected", "gone", "expired"):
             self.crm_deliveries.labels(result=outcome)
+        for part in EVENT_PARTS:
+            self.event_parts_lost.labels(part=part)
+        for reason in DEAD_EVENT_REASONS:
+            self.dead_events.labels(reason=reason)
         for key in (redis_keys.DEAD_LETTERS, redis_keys.CRM_DEAD_LETTERS):
             self.dead_letters_trimmed.labels(stream=key.name)
 

@@ -5,6 +5,10 @@ row (idempotent on the wamid, so a re-delivered stream entry changes nothing), a
 changes, tells the send guard that Meta accepted each message a status names by our message id
 (`bot.send_guard`), and keeps what it does not understand: `Unknown` events and business-level
 notices are logged and appended to capped streams an operator can read back.
+
+Only the contact and the conversation step decide consent; the transcript row, the profile name,
+an identity change and the hooks are optional parts (`bot.parts`): one that fails for good is
+logged, counted and skipped, so it cannot take a STOP down with it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from bot.db.transcript import TranscriptRepository
 from bot.eventcodec import encode_event
 from bot.hooks import Hooks
 from bot.metrics import Metrics
+from bot.parts import OptionalParts
 from bot.send_guard import record_outcome
 from bot.streams import UNKNOWN_STREAM
 from flows import events as ev
@@ -107,6 +112,7 @@ class EventPipeline:
         self._metrics = metrics
         self._on_contact_event = on_contact_event
         self._hooks = hooks or Hooks()
+        self._parts = OptionalParts(metrics)
 
     async def __call__(self, event: ev.Event) -> None:
         kind = event_kind(event)
@@ -119,19 +125,42 @@ class EventPipeline:
             log.warning("business notice %s: %s", kind, encode_event(event)[:500])
             await self._keep(BUSINESS_EVENTS_STREAM, event)
             if isinstance(event, ev.AccountUpdate):
-                await self._hooks.emit_business(event)
+                account_update = event
+                await self._parts.run(
+                    "hooks", event.event_id, lambda: self._hooks.emit_business(account_update)
+                )
         elif isinstance(event, ev.StatusUpdate):
             await self._status(event)
         elif isinstance(event, ev.TimerFired | ev.ConsentRequest | ev.SendRefused):
             await self._service_event(event)
         elif event.contact is not None:
-            contact = await self._resolve(event.contact)
+            contact = await self._resolve_for(event.contact, event.event_id)
             if isinstance(event, ev.SystemChange):
-                contact = await self._identity_change(contact, event)
-            await self._record_inbound(contact, event, kind)
+                before, change = contact, event
+                done, changed = await self._parts.run(
+                    "identity_change",
+                    event.event_id,
+                    lambda: self._identity_change(before, change),
+                )
+                if done and changed is not None:
+                    contact = changed
+            known = contact
+            await self._parts.run(
+                "transcript", event.event_id, lambda: self._record_inbound(known, event, kind)
+            )
             if self._on_contact_event is not None:
                 await self._on_contact_event(contact, event)
         self._metrics.events_processed.labels(kind=kind).inc()
+
+    async def _resolve_for(self, ref: ev.ContactRef, event_id: str) -> Contact:
+        """The contact, with the profile details the event carries; when storing those details
+        fails for good, the contact without them (the decision needs only who it is)."""
+        done, contact = await self._parts.run(
+            "contact_profile", event_id, lambda: self._resolve(ref)
+        )
+        if done and contact is not None:
+            return contact
+        return await self._contacts.resolve(wa_id=ref.wa_id, user_id=ref.user_id)
 
     async def _resolve(self, ref: ev.ContactRef) -> Contact:
         return await self._contacts.resolve(
@@ -182,15 +211,22 @@ class EventPipeline:
             log.info("status %s of a message to an erased contact: not kept", event.event_id)
             return
         first = event.errors[0] if event.errors else None
-        await self._transcript.record_status(
-            wamid=event.wamid,
-            status=event.status,
-            contact_id=contact.id,
-            error_code=first.code if first else None,
-            error_title=first.title if first else None,
-            occurred_at=event.occurred_at,
+        known = contact
+        await self._parts.run(
+            "transcript",
+            event.event_id,
+            lambda: self._transcript.record_status(
+                wamid=event.wamid,
+                status=event.status,
+                contact_id=known.id,
+                error_code=first.code if first else None,
+                error_title=first.title if first else None,
+                occurred_at=event.occurred_at,
+            ),
         )
-        await self._hooks.emit_status(contact, event)
+        await self._parts.run(
+            "hooks", event.event_id, lambda: self._hooks.emit_status(known, event)
+        )
         if self._on_contact_event is not None:
             await self._on_contact_event(contact, event)
 

@@ -139,10 +139,10 @@ DEAD_LETTERS: Final = _key(
     "optin:dead",
     "stream",
     "bot.inbound",
-    "the newest 100,000 entries; each trim is logged at ERROR and counted "
-    "(optin_dead_letters_trimmed_total)",
+    "the newest DEAD_EVENTS_KEPT entries (default 100,000); each trim is logged at ERROR and "
+    "counted (optin_dead_letters_trimmed_total); `optin-bot dead replay` takes entries off",
     _CUSTOMER,
-    "events that failed 5 times, with the error",
+    "events that failed 5 times (or could not be decoded), with the error, reason and attempts",
     "entries naming the contact are deleted",
 )
 BUSINESS_EVENTS: Final = _key(

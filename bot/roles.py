@@ -60,7 +60,11 @@ def start_loops(
             hooks=services.hooks,
         )
         worker = InboundWorker(
-            services.redis, pipeline, consumer=services.consumer, metrics=services.metrics
+            services.redis,
+            pipeline,
+            consumer=services.consumer,
+            metrics=services.metrics,
+            dead_letter_maxlen=services.settings.dead_events_kept,
         )
         tasks.append(asyncio.create_task(worker.run(stop), name="inbound-worker"))
         tasks.append(

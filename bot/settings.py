@@ -25,6 +25,8 @@ DEFAULT_REDIS_MAX_CONNECTIONS = 100
 MAX_REDIS_MAX_CONNECTIONS = 10_000
 DEFAULT_REDIS_POOL_TIMEOUT_SECONDS = 10.0
 MAX_SEND_RATE = 1000.0
+DEFAULT_DEAD_EVENTS_KEPT = 100_000
+MAX_DEAD_EVENTS_KEPT = 10_000_000
 #: The key of erased contacts' pseudonyms in sandbox mode only: public, so it protects nothing.
 #: A live service must set its own PSEUDONYM_KEY (and never change it: see docs/erasure.md).
 SANDBOX_PSEUDONYM_KEY = "optin-bot sandbox pseudonym key, not secret"
@@ -90,6 +92,9 @@ class Settings:
     #: all. `serve --workers N` sets it for its children; set it yourself only to run several
     #: processes of one machine as one service.
     metrics_dir: str | None = None
+    #: `DEAD_EVENTS_KEPT`: how many of the newest dead inbound events `optin:dead` keeps for
+    #: `optin-bot dead replay`; each older one trimmed is logged at ERROR and counted.
+    dead_events_kept: int = DEFAULT_DEAD_EVENTS_KEPT
     #: `EMBEDDED_REDIS_FILE`: where the embedded Redis (`memory://`) is saved so that windows,
     #: timers, queues and de-duplication keys survive a restart (`bot.redis_snapshot`). Set by
     #: `load_settings` beside the SQLite file; None keeps the store in memory only.
@@ -249,6 +254,14 @@ def load_settings(
             "REDIS_MAX_CONNECTIONS", f"must be 1 to {MAX_REDIS_MAX_CONNECTIONS} connections"
         )
 
+    kept_text = get("DEAD_EVENTS_KEPT") or str(DEFAULT_DEAD_EVENTS_KEPT)
+    try:
+        dead_events_kept = int(kept_text)
+    except ValueError:
+        raise SettingsError("DEAD_EVENTS_KEPT", f"not a whole number: {kept_text!r}") from None
+    if not 1 <= dead_events_kept <= MAX_DEAD_EVENTS_KEPT:
+        raise SettingsError("DEAD_EVENTS_KEPT", f"must be 1 to {MAX_DEAD_EVENTS_KEPT} events")
+
     locale = (get("DEFAULT_LOCALE") or "en").lower()
     if not (2 <= len(locale) <= 8 and locale.replace("-", "").replace("_", "").isalpha()):
         raise SettingsError("DEFAULT_LOCALE", f"not a language code: {locale!r}")
@@ -343,6 +356,7 @@ def load_settings(
         default_locale=locale,
         categories_file=categories_file,
         send_rate=send_rate,
+        dead_events_kept=dead_events_kept,
         send_guard_grace_seconds=seconds("SEND_GUARD_GRACE_SECONDS", "300", low=5, high=86_400),
         optin_expiry_hours=hours("OPTIN_EXPIRY_HOURS", "48"),
         clarification_timeout_hours=hours("CLARIFICATION_TIMEOUT_HOURS", "24"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.api import campaigns, contacts, crm, messages, openapi, optins, records
+from bot.api import campaigns, contacts, crm, dead, messages, openapi, optins, records
 
 
 def add_routes(app: web.Application) -> None:
@@ -17,5 +17,6 @@ def add_routes(app: web.Application) -> None:
     optins.add_routes(app)
     messages.add_routes(app)
     crm.add_routes(app)
+    dead.add_routes(app)
     records.add_routes(app)
     openapi.add_routes(app)

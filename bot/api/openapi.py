@@ -35,6 +35,7 @@ API_MODULES: Final = (
     "bot.api.records",
     "bot.api.campaigns",
     "bot.api.crm",
+    "bot.api.dead",
 )
 OPENAPI_VERSION: Final = "3.1.0"
 SECURITY_SCHEME: Final = "bearerAuth"

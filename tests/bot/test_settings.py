@@ -178,3 +178,13 @@ def test_the_redis_pool_size_and_wait_are_settings_within_bounds() -> None:
         with pytest.raises(SettingsError) as error:
             load_settings({variable: bad}, env_file=None)
         assert error.value.variable == variable
+
+
+def test_the_dead_events_kept_is_a_count_within_bounds() -> None:
+    """DEAD_EVENTS_KEPT is the retention of `optin:dead`: 100,000 unless set."""
+    assert load_settings({}, env_file=None).dead_events_kept == 100_000
+    assert load_settings({"DEAD_EVENTS_KEPT": "500"}, env_file=None).dead_events_kept == 500
+    for bad in ("many", "0", "2.5", "10000001"):
+        with pytest.raises(SettingsError) as error:
+            load_settings({"DEAD_EVENTS_KEPT": bad}, env_file=None)
+        assert error.value.variable == "DEAD_EVENTS_KEPT"
