@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 NOT_REDIS_KEYS = {
     "optin:yes": "flows.replies: the id of a quick-reply button, sent to Meta",
     "optin:no": "flows.replies: the id of a quick-reply button, sent to Meta",
+    "optin:choose": "flows.replies: the id of a quick-reply button, sent to Meta",
+    "optin:pick:": "flows.replies: the prefix of a list row's id, sent to Meta",
+    "optin:pick": "flows.replies: the prefix of a list row's id, sent to Meta",
 }
 _KEY_LITERAL = re.compile(r"(?<![\w:.-])optin:")
 
