@@ -10,10 +10,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.db.consent_models import ConsentEvent, erased_event_key, event_hash, sha256_hex
+from bot.db.consent_models import ConsentEvent, event_hash, sha256_hex
 from bot.db.contacts import ContactRepository
-from bot.db.ledger import ConsentChange, LedgerRepository, ProblemKind, VerifyReport
 from bot.db.erasure import ErasureRequest, erase_records
+from bot.db.ledger import ConsentChange, LedgerRepository, ProblemKind, VerifyReport
 from bot.db.ledger_verify import verify_chains
 from bot.db.pseudonyms import Pseudonymiser
 from flows.consent import ConsentAction, Method, Source
