@@ -24,7 +24,7 @@ from tests.fakes.webhooks import dumps, eventually, signed, text_webhook
 BASE_ENV = {
     k: v
     for k, v in os.environ.items()
-    if not k.startswith(("WHATSAPP_", "GRAPH_", "DATABASE_", "REDIS_", "API_TOKEN"))
+    if not k.startswith(("WHATSAPP_", "GRAPH_", "DATABASE_", "REDIS_", "API_TOKEN", "LEDGER_"))
 }
 
 
@@ -114,6 +114,7 @@ async def test_serve_with_a_token_accepts_a_signed_webhook_and_records_it(tmp_pa
             "WHATSAPP_ACCESS_TOKEN": "token",
             "WHATSAPP_APP_SECRET": "s3cret",
             "PSEUDONYM_KEY": "a-test-pseudonym-key-0123456789",
+            "LEDGER_KEY": "a-test-ledger-key-0123456789abcdef",
             "WHATSAPP_PHONE_NUMBER_ID": "106540352242922",
             "GRAPH_API_URL": graph.base_url,
             "DATABASE_URL": database_url,
