@@ -88,7 +88,7 @@ async def test_a_row_moved_to_another_contact_is_found(
     engine: AsyncEngine, ledger: LedgerRepository, pair: list[tuple[int, list[ConsentEvent]]]
 ) -> None:
     """Regression: moving a row's contact_id showed it in the other contact's proof, verified."""
-    (owner, rows), (other, _) = pair
+    (_, rows), (other, _) = pair
     await tamper(
         engine, "UPDATE consent_events SET contact_id = :c WHERE id = :id", c=other, id=rows[1].id
     )
