@@ -163,6 +163,7 @@ async def test_serve_with_no_configuration_is_a_sandbox_on_embedded_defaults(
     ("env", "needle"),
     [
         ({"WHATSAPP_ACCESS_TOKEN": "t"}, "WHATSAPP_APP_SECRET"),
+        ({"API_TOKEN": "an-api-token-0123456789"}, "LEDGER_KEY"),
         ({"SEND_RATE": "lots"}, "SEND_RATE"),
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
     ],
