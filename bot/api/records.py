@@ -122,6 +122,8 @@ def _event_json(event: ConsentEvent) -> dict[str, Any]:
         "prev_hash": event.prev_hash,
         "hash": event.hash,
         "hash_valid": event.expected_hash() == event.hash,
+        "key_id": event.key_id,
+        "mac": event.mac,
     }
 
 
@@ -283,6 +285,8 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             "prev_hash": {"type": "string"},
             "hash": {"type": "string"},
             "hash_valid": {"type": "boolean"},
+            "key_id": {"type": ["string", "null"]},
+            "mac": {"type": ["string", "null"]},
         },
     },
     "LedgerVerification": {
