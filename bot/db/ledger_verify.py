@@ -25,7 +25,7 @@ stripped). Every problem names the ledger row it concerns by id, chain and seq.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
@@ -47,6 +47,8 @@ from bot.db.models import Contact
 from flows.consent import ConsentAction, ConsentStatus, Method, status_after
 
 VERIFY_BATCH: Final = 1000
+#: How often a state that disagrees with the ledger is read again before it is reported.
+STATE_RECHECKS: Final = 3
 
 
 class ProblemKind(StrEnum):
@@ -289,6 +291,22 @@ def _replay(rows: Sequence[tuple[int, int, str, str]]) -> dict[tuple[int, str], 
     return states
 
 
+def _states_of(keys: Mapping[tuple[int, str], object]) -> Any:
+    """The states of these (contact, category) pairs, each with the row it names."""
+    return (
+        select(ConsentState, ConsentEvent)
+        .join(ConsentEvent, col(ConsentEvent.id) == col(ConsentState.last_event_id))
+        .where(
+            or_(
+                *(
+                    and_(col(ConsentState.contact_id) == contact, col(ConsentState.category) == cat)
+                    for contact, cat in keys
+                )
+            )
+        )
+    )
+
+
 class _Verifier:
     def __init__(
         self,
@@ -457,13 +475,26 @@ class _Verifier:
                 col(ConsentState.contact_id), col(ConsentState.category)
             ).limit(self._batch)
             pairs: list[tuple[ConsentState, ConsentEvent]] = await self._fetch(statement)
-            if pairs:
-                await self._check_state_batch(pairs)
+            self.states_checked += len(pairs)
+            problems = await self._state_problems(pairs)
+            for _ in range(STATE_RECHECKS):
+                if not problems:
+                    break
+                # An append committed between reading the states and reading the rows: read
+                # the states that disagree again; one edited by hand disagrees every time.
+                problems = await self._state_problems(await self._fetch(_states_of(problems)))
+            self.problems.extend(problems.values())
             if len(pairs) < self._batch:
                 return
             after = (pairs[-1][0].contact_id, pairs[-1][0].category)
 
-    async def _check_state_batch(self, pairs: Sequence[tuple[ConsentState, ConsentEvent]]) -> None:
+    async def _state_problems(
+        self, pairs: Sequence[tuple[ConsentState, ConsentEvent]]
+    ) -> dict[tuple[int, str], ChainProblem]:
+        """The states among ``pairs`` that the rows of their chains do not project to."""
+        problems: dict[tuple[int, str], ChainProblem] = {}
+        if not pairs:
+            return problems
         chains = sorted({event.chain for _, event in pairs})
         categories = sorted({state.category for state, _ in pairs})
         rows = await self._fetch(
@@ -473,7 +504,6 @@ class _Verifier:
         )
         replayed = _replay(rows)
         for state, event in pairs:
-            self.states_checked += 1
             expected = replayed.get((event.chain, state.category))
             if event.contact_id != state.contact_id or event.category != state.category:
                 detail = (
@@ -493,16 +523,15 @@ class _Verifier:
                 )
             else:
                 continue
-            self.problems.append(
-                ChainProblem(
-                    event.chain,
-                    state.contact_id,
-                    event.seq,
-                    ProblemKind.STATE_MISMATCH,
-                    detail,
-                    event.id,
-                )
+            problems[(state.contact_id, state.category)] = ChainProblem(
+                event.chain,
+                state.contact_id,
+                event.seq,
+                ProblemKind.STATE_MISMATCH,
+                detail,
+                event.id,
             )
+        return problems
 
     async def _heads_up_to(
         self, heads: AsyncIterator[LedgerHead], head: LedgerHead | None, walk: _ChainWalk
