@@ -19,9 +19,11 @@ from bot.cli_dead import add_dead_parser, run_dead
 from bot.db.contacts import ContactRepository
 from bot.db.engine import create_engine, session_factory
 from bot.db.ledger import LedgerRepository
+from bot.db.ledger_keys import attach_keys
 from bot.db.migrate import migrate
 from bot.db.pseudonyms import Pseudonymiser
 from bot.erasure import run_erase_command
+from bot.ledger_key import ledger_keys
 from bot.multiprocess import ChildSpec, run_workers
 from bot.roles import ALL_ROLES, Role, start_loops
 from bot.services import StartupError, check_startup, describe_mode, open_services
@@ -182,6 +184,7 @@ def _flows(args: argparse.Namespace) -> int:
 
 async def _verify_ledger(settings: Settings, identifier: str | None) -> int:
     engine = create_engine(settings.database_url)
+    attach_keys(engine, ledger_keys(settings, create=False))
     try:
         sessions = session_factory(engine)
         contact_id = None
@@ -198,14 +201,22 @@ async def _verify_ledger(settings: Settings, identifier: str | None) -> int:
     finally:
         await engine.dispose()
     for problem in report.problems:
+        row = f"row {problem.row_id}" if problem.row_id is not None else "no row left"
         print(
-            f"BROKEN chain {problem.chain} (contact {problem.contact_id}) at seq "
+            f"BROKEN {row}, chain {problem.chain} (contact {problem.contact_id}) at seq "
             f"{problem.seq}: {problem.kind}: {problem.detail}"
         )
     verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
+    notes = [f"{report.states_checked} consent states checked"]
+    if report.rows_erased:
+        notes.append(f"{report.rows_erased} with erased evidence")
+    if report.rows_unkeyed:
+        notes.append(f"{report.rows_unkeyed} unkeyed, written before the ledger key")
+    if report.key_ids:
+        notes.append("keys " + ", ".join(report.key_ids))
     print(
-        f"ledger: {report.chains_checked} chains, {report.rows_checked} events checked: {verdict}"
-        + (f" ({report.rows_erased} with erased evidence)" if report.rows_erased else "")
+        f"ledger: {report.chains_checked} chains, {report.rows_checked} events checked: "
+        f"{verdict} ({'; '.join(notes)})"
     )
     return 0 if report.ok else 1
 

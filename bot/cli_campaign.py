@@ -27,6 +27,8 @@ from bot.campaigns.service import CampaignService
 from bot.campaigns.spec import DEFAULT_RATE, SpecError, identifiers_from_csv
 from bot.campaigns.throttle import Throttle
 from bot.db.engine import create_engine, session_factory
+from bot.db.ledger_keys import attach_keys
+from bot.ledger_key import ledger_keys
 from bot.redisconn import connect_redis
 from bot.services import StartupError, load_language
 from bot.settings import Settings
@@ -92,6 +94,7 @@ def run_campaign(settings: Settings, args: argparse.Namespace) -> int:
 async def _service(settings: Settings) -> AsyncIterator[CampaignService]:
     language = load_language(settings)
     engine = create_engine(settings.database_url)
+    attach_keys(engine, ledger_keys(settings))
     redis = connect_redis(
         settings.redis_url,
         max_connections=settings.redis_max_connections,

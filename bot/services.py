@@ -29,11 +29,13 @@ from bot.crm import CrmSync, open_crm_sync
 from bot.db.contacts import ContactRepository
 from bot.db.engine import create_engine, session_factory
 from bot.db.ledger import LedgerRepository
+from bot.db.ledger_keys import attach_keys
 from bot.db.migrate import migrate, schema_is_current
 from bot.db.pseudonyms import Pseudonymiser
 from bot.db.transcript import TranscriptRepository
 from bot.graph import CloudApiClient
 from bot.hooks import Hooks
+from bot.ledger_key import ledger_keys
 from bot.locales import LocaleError, load_locales
 from bot.metrics import Metrics
 from bot.outbound import OutboundQueue
@@ -94,6 +96,14 @@ def check_startup(settings: Settings, *, insecure_no_signature: bool, multi_proc
         raise StartupError(
             "PSEUDONYM_KEY is required when WHATSAPP_ACCESS_TOKEN is set (it keys the pseudonyms "
             "of erased contacts; see docs/erasure.md)"
+        )
+    if settings.ledger_key is None and (
+        settings.api_token is not None or settings.access_token is not None
+    ):
+        raise SettingsError(
+            "LEDGER_KEY",
+            "required when API_TOKEN or WHATSAPP_ACCESS_TOKEN is set (it signs the consent "
+            "ledger so its rows cannot be rewritten; see README, Proof of consent)",
         )
     if multi_process and settings.embedded_redis:
         raise StartupError(
@@ -199,6 +209,7 @@ async def open_services(settings: Settings, *, auto_migrate: bool) -> AsyncItera
             raise StartupError(
                 "the database schema is missing or out of date: run `optin-bot migrate`"
             )
+        attach_keys(engine, ledger_keys(settings))
         sessions = session_factory(engine)
         transcript = TranscriptRepository(sessions)
         ledger = LedgerRepository(sessions)

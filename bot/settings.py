@@ -31,6 +31,11 @@ MAX_DEAD_EVENTS_KEPT = 10_000_000
 #: A live service must set its own PSEUDONYM_KEY (and never change it: see docs/erasure.md).
 SANDBOX_PSEUDONYM_KEY = "optin-bot sandbox pseudonym key, not secret"
 MIN_PSEUDONYM_KEY_LENGTH = 16
+#: The ledger's key where none is configured and no file can hold a generated one: public, so it
+#: protects nothing (see `bot.ledger_key`).
+SANDBOX_LEDGER_KEY = "optin-bot sandbox ledger key, not secret"
+MIN_LEDGER_KEY_LENGTH = 32
+_KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 
 
 MIN_AGENT_TOKEN_LENGTH = 16
@@ -85,6 +90,16 @@ class Settings:
     business_webhook_secret: str | None = None
     quality_guard_optout_rate: float = 0.02
     pseudonym_key: str | None = None
+    #: `LEDGER_KEY`: the secret the consent ledger's rows and heads are signed with (HMAC), so
+    #: rows cannot be rewritten, nor a head moved back, without it. Required with a token.
+    ledger_key: str | None = None
+    #: `LEDGER_KEY_ID`: the id new rows name for `LEDGER_KEY`; a new id starts a rotation.
+    ledger_key_id: str = "1"
+    #: `LEDGER_OLD_KEYS`: (key id, key) pairs of earlier keys, needed to verify older rows.
+    ledger_old_keys: tuple[tuple[str, str], ...] = ()
+    #: Where the embedded mode keeps the ledger key it generated when `LEDGER_KEY` is unset:
+    #: beside the SQLite file (`optin.db` -> `optin.db.ledger-key`); None for other databases.
+    ledger_key_file: str | None = None
     #: `TRUSTED_PROXIES`: load balancers whose `X-Forwarded-For` names the real client.
     trusted_proxies: tuple[Network, ...] = ()
     #: `PROMETHEUS_MULTIPROC_DIR`: where the processes of one service keep their metric values
@@ -151,6 +166,44 @@ def _redis_snapshot_file(value: str | None, redis_url: str, database_url: str) -
     if not folder.is_dir():
         raise SettingsError("EMBEDDED_REDIS_FILE", f"no such folder: {folder}")
     return value
+
+
+def _ledger_key_file(database_url: str) -> str | None:
+    sqlite = database_url.split(":///", 1)
+    if database_url.startswith("sqlite") and len(sqlite) == 2 and sqlite[1] != ":memory:":
+        return sqlite[1].split("?", 1)[0] + ".ledger-key"
+    return None
+
+
+def _ledger_key(text: str | None, name: str = "LEDGER_KEY") -> str | None:
+    if text is not None and (len(text) < MIN_LEDGER_KEY_LENGTH or any(c.isspace() for c in text)):
+        raise SettingsError(
+            name, f"at least {MIN_LEDGER_KEY_LENGTH} characters of random secret, no spaces"
+        )
+    return text
+
+
+def _key_id(text: str, name: str) -> str:
+    if not _KEY_ID.match(text):
+        raise SettingsError(name, "a key id: 1 to 32 letters, digits, . _ -")
+    return text
+
+
+def _ledger_old_keys(text: str | None, key_id: str) -> tuple[tuple[str, str], ...]:
+    """`LEDGER_OLD_KEYS` ("1:secret1,2:secret2"): earlier keys by id, none under `key_id`."""
+    pairs: list[tuple[str, str]] = []
+    for position, item in enumerate((text or "").split(","), start=1):
+        if not item.strip():
+            continue
+        name, sep, key = (part.strip() for part in item.partition(":"))
+        if not sep or not _KEY_ID.match(name):
+            # The value is not echoed: it may be a key typed without its id.
+            raise SettingsError("LEDGER_OLD_KEYS", f"item {position} is not key_id:key")
+        _ledger_key(key, "LEDGER_OLD_KEYS")
+        if name == key_id or any(name == other for other, _ in pairs):
+            raise SettingsError("LEDGER_OLD_KEYS", f"key id {name} is given twice")
+        pairs.append((name, key))
+    return tuple(pairs)
 
 
 def _metrics_dir(value: str | None) -> str | None:
@@ -328,6 +381,8 @@ def load_settings(
             "PSEUDONYM_KEY", f"at least {MIN_PSEUDONYM_KEY_LENGTH} characters of random secret"
         )
 
+    ledger_key_id = _key_id(get("LEDGER_KEY_ID") or "1", "LEDGER_KEY_ID")
+
     return Settings(
         access_token=get("WHATSAPP_ACCESS_TOKEN"),
         phone_number_id=phone_number_id,
@@ -371,6 +426,10 @@ def load_settings(
         business_webhook_secret=get("BUSINESS_WEBHOOK_SECRET"),
         quality_guard_optout_rate=guard_rate,
         pseudonym_key=pseudonym_key,
+        ledger_key=_ledger_key(get("LEDGER_KEY")),
+        ledger_key_id=ledger_key_id,
+        ledger_old_keys=_ledger_old_keys(get("LEDGER_OLD_KEYS"), ledger_key_id),
+        ledger_key_file=_ledger_key_file(get("DATABASE_URL") or DEFAULT_DATABASE_URL),
         trusted_proxies=_trusted_proxies(get("TRUSTED_PROXIES")),
         # From the real environment only, never `.env`: prometheus-client reads this variable
         # itself when it is imported, so a value it cannot see would make `/metrics` empty.

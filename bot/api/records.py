@@ -27,7 +27,7 @@ from bot.api.openapi import (
 from bot.appkeys import SERVICES
 from bot.db.consent_models import HASHED_COLUMNS, ConsentEvent
 from bot.db.engine import session_factory
-from bot.db.ledger import LedgerRepository, VerifyReport
+from bot.db.ledger import LedgerRepository, ProblemKind, VerifyReport
 from bot.db.models import Contact
 from bot.db.pseudonyms import is_erased
 from bot.erasure import ContactEraser
@@ -122,6 +122,8 @@ def _event_json(event: ConsentEvent) -> dict[str, Any]:
         "prev_hash": event.prev_hash,
         "hash": event.hash,
         "hash_valid": event.expected_hash() == event.hash,
+        "key_id": event.key_id,
+        "mac": event.mac,
     }
 
 
@@ -131,8 +133,12 @@ def _verification_json(report: VerifyReport) -> dict[str, Any]:
         "chains_checked": report.chains_checked,
         "rows_checked": report.rows_checked,
         "rows_erased": report.rows_erased,
+        "rows_unkeyed": report.rows_unkeyed,
+        "key_ids": list(report.key_ids),
+        "states_checked": report.states_checked,
         "problems": [
             {
+                "row_id": problem.row_id,
                 "chain": problem.chain,
                 "contact_id": problem.contact_id,
                 "seq": problem.seq,
@@ -279,6 +285,8 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             "prev_hash": {"type": "string"},
             "hash": {"type": "string"},
             "hash_valid": {"type": "boolean"},
+            "key_id": {"type": ["string", "null"]},
+            "mac": {"type": ["string", "null"]},
         },
     },
     "LedgerVerification": {
@@ -289,25 +297,20 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             "chains_checked": {"type": "integer"},
             "rows_checked": {"type": "integer"},
             "rows_erased": {"type": "integer"},
+            "rows_unkeyed": {"type": "integer"},
+            "key_ids": {"type": "array", "items": {"type": "string"}},
+            "states_checked": {"type": "integer"},
             "problems": {
                 "type": "array",
                 "items": {
                     "type": "object",
                     "required": ["chain", "seq", "kind", "detail"],
                     "properties": {
+                        "row_id": {"type": ["integer", "null"]},
                         "chain": {"type": "integer"},
                         "contact_id": {"type": ["integer", "null"]},
                         "seq": {"type": "integer"},
-                        "kind": {
-                            "enum": [
-                                "hash_mismatch",
-                                "seq_gap",
-                                "prev_hash_mismatch",
-                                "head_mismatch",
-                                "evidence_mismatch",
-                                "evidence_missing",
-                            ]
-                        },
+                        "kind": {"enum": [kind.value for kind in ProblemKind]},
                         "detail": {"type": "string"},
                     },
                 },

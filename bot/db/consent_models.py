@@ -8,6 +8,9 @@ merged, which is why it is kept out of the hash. ``LedgerHead`` is the last (seq
 chain, updated in the same transaction as each append, so deleting the newest rows is detectable
 as well as editing or deleting any other.
 
+Rows and heads also carry an HMAC under a secret key kept outside the database
+(``bot.db.ledger_keys``), so rewriting rows and moving a head needs the key, not just SQL access.
+
 The hash covers the evidence and the idempotency key through their SHA-256 digests, not their
 text, so erasing a contact's personal data (``bot.erasure``) can drop the evidence and replace the
 key by its digest while every chain still verifies; evidence edited in place still shows, because
@@ -153,6 +156,10 @@ class ConsentEvent(SQLModel, table=True):
     prev_hash: str = Field(sa_type=String(64), nullable=False)
     hash: str = Field(sa_type=String(64), nullable=False)
     erased_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    #: HMAC-SHA256 of ``hash`` under the ledger key ``key_id`` (``bot.db.ledger_keys``); both
+    #: NULL on rows written before the ledger was keyed.
+    mac: str | None = Field(default=None, sa_type=String(64))
+    key_id: str | None = Field(default=None, sa_type=String(32))
 
     def expected_hash(self) -> str:
         """The hash this row's content calls for; differs from ``hash`` if it was edited."""
@@ -175,6 +182,9 @@ class LedgerHead(SQLModel, table=True):
     chain: int = Field(primary_key=True, sa_type=Integer, sa_column_kwargs={"autoincrement": False})
     seq: int = Field(sa_type=Integer, nullable=False)
     hash: str = Field(sa_type=String(64), nullable=False)
+    #: HMAC-SHA256 of (chain, seq, hash) under the ledger key ``key_id``; NULL while unkeyed.
+    mac: str | None = Field(default=None, sa_type=String(64))
+    key_id: str | None = Field(default=None, sa_type=String(32))
 
 
 class ConsentState(SQLModel, table=True):

@@ -34,6 +34,7 @@ from bot.db.consent_models import (
     event_hash,
     sha256_hex,
 )
+from bot.db.ledger_keys import head_mac, keys_of, row_mac
 from bot.db.models import Contact
 from flows.consent import ConsentAction, ConsentStatus, Method, Source, status_after
 from flows.consent_order import Standing, overruled
@@ -42,7 +43,7 @@ EvidenceValue = str | int | float | bool | None
 
 #: Actions that state a status outright: they renew ``since`` and the evidence even when the
 #: status stays the same (a second opt-in, a reconfirmation, a second STOP).
-_DECIDING_ACTIONS: Final = frozenset(
+DECIDING_ACTIONS: Final = frozenset(
     {
         ConsentAction.GRANTED,
         ConsentAction.RECONFIRMED,
@@ -183,7 +184,7 @@ def _project(
         else None
     )
     status, before_pending = status_after(action, current, before)
-    deciding = action in _DECIDING_ACTIONS or status is not current
+    deciding = action in DECIDING_ACTIONS or status is not current
     if not deciding and (state is None or before_pending == before):
         return
     if event.id is None:
@@ -237,10 +238,10 @@ def _ordered(change: ConsentChange, standings: dict[str, Standing]) -> ConsentCh
             action=ConsentAction.OVERRULED,
             evidence={**change.evidence, "requested": action.value, "not_applied": reason},
         )
-    if action in _DECIDING_ACTIONS or standing is None:
+    if action in DECIDING_ACTIONS or standing is None:
         current = standing.status if standing is not None else ConsentStatus.NONE
         status, _ = status_after(action, current, None)
-        if action in _DECIDING_ACTIONS or status is not current:
+        if action in DECIDING_ACTIONS or status is not current:
             standings[change.category] = Standing(status, change.occurred_at, change.source)
     return change
 
@@ -292,6 +293,7 @@ async def append_changes(
     )
     fresh: list[tuple[ConsentEvent, ConsentAction]] = []
     seq, prev_hash = head.seq, head.hash
+    signing = keys_of(session).signing_key
     standings = {
         category: _standing(state)
         for category, state in (
@@ -306,6 +308,8 @@ async def append_changes(
         seq += 1
         values = _row_values(contact_id, seq, prev_hash, change, now)
         prev_hash = event_hash(values)
+        if signing is not None:
+            values["key_id"], values["mac"] = signing[0], row_mac(signing[1], prev_hash)
         fresh.append((ConsentEvent(**values, hash=prev_hash), ConsentAction(change.action)))
     if not fresh:
         return []
@@ -315,6 +319,11 @@ async def append_changes(
     for event, action in fresh:
         _project(session, states, event, action, now)
     head.seq, head.hash = seq, prev_hash
+    head.key_id, head.mac = (
+        (signing[0], head_mac(signing[1], contact_id, seq, prev_hash))
+        if signing is not None
+        else (None, None)
+    )
     session.add(head)
     await session.flush()
     return [event for event, _ in fresh]
@@ -353,7 +362,7 @@ def _carried_action(survivor: ConsentState, absorbed: ConsentState) -> ConsentAc
     if absorbed.status != ConsentStatus.OPTED_OUT and absorbed.since <= survivor.since:
         return None
     action = _CARRY_OVER.get(ConsentStatus(absorbed.status))
-    if action is None or action in _DECIDING_ACTIONS:
+    if action is None or action in DECIDING_ACTIONS:
         return action
     before = ConsentStatus(survivor.before_pending) if survivor.before_pending else None
     status, _ = status_after(action, current, before)

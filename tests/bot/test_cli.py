@@ -9,22 +9,30 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from sqlalchemy import text
 
 from bot.db.contacts import ContactRepository
 from bot.db.engine import create_engine, session_factory
+from bot.db.ledger import ConsentChange, LedgerRepository
+from bot.db.ledger_keys import attach_keys
+from bot.db.migrate import migrate
 from bot.db.transcript import TranscriptRepository
+from bot.ledger_key import ledger_keys
+from bot.settings import load_settings
+from flows.consent import ConsentAction, Method, Source
 from tests.fakes.graph import FakeGraph
 from tests.fakes.webhooks import dumps, eventually, signed, text_webhook
 
 BASE_ENV = {
     k: v
     for k, v in os.environ.items()
-    if not k.startswith(("WHATSAPP_", "GRAPH_", "DATABASE_", "REDIS_", "API_TOKEN"))
+    if not k.startswith(("WHATSAPP_", "GRAPH_", "DATABASE_", "REDIS_", "API_TOKEN", "LEDGER_"))
 }
 
 
@@ -114,6 +122,7 @@ async def test_serve_with_a_token_accepts_a_signed_webhook_and_records_it(tmp_pa
             "WHATSAPP_ACCESS_TOKEN": "token",
             "WHATSAPP_APP_SECRET": "s3cret",
             "PSEUDONYM_KEY": "a-test-pseudonym-key-0123456789",
+            "LEDGER_KEY": "a-test-ledger-key-0123456789abcdef",
             "WHATSAPP_PHONE_NUMBER_ID": "106540352242922",
             "GRAPH_API_URL": graph.base_url,
             "DATABASE_URL": database_url,
@@ -162,6 +171,7 @@ async def test_serve_with_no_configuration_is_a_sandbox_on_embedded_defaults(
     ("env", "needle"),
     [
         ({"WHATSAPP_ACCESS_TOKEN": "t"}, "WHATSAPP_APP_SECRET"),
+        ({"API_TOKEN": "an-api-token-0123456789"}, "LEDGER_KEY"),
         ({"SEND_RATE": "lots"}, "SEND_RATE"),
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
     ],
@@ -439,3 +449,43 @@ async def test_serve_workers_exits_non_zero_when_a_worker_dies(
         out = output_of(proc)
     assert "ended unexpectedly" in out, out
     assert not alive(survivor)
+
+
+async def test_ledger_verify_names_the_row_behind_a_flipped_consent_state(tmp_path: Path) -> None:
+    """Regression: `consent_states.status = 'opted_in'` after a STOP passed `ledger verify`;
+    now it exits 1 naming the ledger row the state claims to come from."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'optin.db'}"
+    env = {"DATABASE_URL": database_url, "REDIS_URL": "memory://"}
+    settings = load_settings(env, env_file=None)
+    await migrate(database_url)
+    engine = create_engine(database_url)
+    try:
+        attach_keys(engine, ledger_keys(settings))
+        sessions = session_factory(engine)
+        contact = await ContactRepository(sessions).resolve(wa_id="15557770001", user_id=None)
+        assert contact.id is not None
+        stop = ConsentChange(
+            category="marketing",
+            action=ConsentAction.WITHDRAWN,
+            source=Source.WEBSITE,
+            method=Method.API_RECORD,
+            evidence={"ip": "203.0.113.7"},
+            business_name="Acme",
+            policy_version=None,
+            occurred_at=datetime(2025, 3, 1, tzinfo=UTC),
+            event_key="cli-stop",
+        )
+        (row,) = await LedgerRepository(sessions).apply(contact.id, [stop])
+        clean = run_cli("ledger", "verify", env=env, cwd=tmp_path)
+        assert clean.returncode == 0, clean
+        assert "1 events checked: OK" in clean.stdout and "keys embedded" in clean.stdout
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE consent_states SET status = 'opted_in'"))
+    finally:
+        await engine.dispose()
+
+    result = run_cli("ledger", "verify", env=env, cwd=tmp_path)
+
+    assert result.returncode == 1, result
+    assert f"BROKEN row {row.id}, chain {contact.id}" in result.stdout
+    assert "state_mismatch" in result.stdout

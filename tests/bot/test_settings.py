@@ -6,12 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings, SettingsError, load_settings
+from bot.db.ledger_keys import LedgerKeys
+from bot.ledger_key import EMBEDDED_KEY_ID, SANDBOX_KEY_ID, ledger_keys
+from bot.services import check_startup
+from bot.settings import SANDBOX_LEDGER_KEY, Settings, SettingsError, load_settings
 
 
 def test_defaults_are_the_embedded_sandbox() -> None:
     settings = load_settings({}, env_file=None)
-    assert settings == Settings(redis_snapshot_file="optin.db.redis")
+    assert settings == Settings(
+        redis_snapshot_file="optin.db.redis", ledger_key_file="optin.db.ledger-key"
+    )
     assert settings.sandbox and settings.embedded_redis and settings.embedded_database
     assert settings.phone_number_id == "sandbox"
     assert settings.graph_api_url == "https://graph.facebook.com/v25.0"
@@ -188,3 +193,82 @@ def test_the_dead_events_kept_is_a_count_within_bounds() -> None:
         with pytest.raises(SettingsError) as error:
             load_settings({"DEAD_EVENTS_KEPT": bad}, env_file=None)
         assert error.value.variable == "DEAD_EVENTS_KEPT"
+
+
+LEDGER_KEY = "a-ledger-key-of-at-least-32-characters"
+
+
+def test_the_ledger_key_is_required_once_a_token_is_set() -> None:
+    """A production-like configuration (API_TOKEN or WHATSAPP_ACCESS_TOKEN) without LEDGER_KEY
+    is refused at startup, naming the variable, instead of signing with a public key."""
+    for env in (
+        {"API_TOKEN": "an-api-token-0123456789"},
+        {
+            "WHATSAPP_ACCESS_TOKEN": "t",
+            "WHATSAPP_APP_SECRET": "s",
+            "PSEUDONYM_KEY": "p" * 32,
+        },
+    ):
+        with pytest.raises(SettingsError, match="LEDGER_KEY: required"):
+            check_startup(
+                load_settings(env, env_file=None), insecure_no_signature=False, multi_process=False
+            )
+        keyed = load_settings({**env, "LEDGER_KEY": LEDGER_KEY}, env_file=None)
+        check_startup(keyed, insecure_no_signature=False, multi_process=False)
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"LEDGER_KEY": "short"}, "LEDGER_KEY"),
+        ({"LEDGER_KEY_ID": "no spaces"}, "LEDGER_KEY_ID"),
+        ({"LEDGER_OLD_KEYS": "just-a-secret-without-an-id-0123456789"}, "item 1"),
+        ({"LEDGER_OLD_KEYS": f"1:{LEDGER_KEY}"}, "given twice"),
+        ({"LEDGER_OLD_KEYS": "0:short"}, "LEDGER_OLD_KEYS"),
+    ],
+)
+def test_bad_ledger_keys_name_their_variable(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(SettingsError, match=needle):
+        load_settings(env, env_file=None)
+
+
+def test_configured_and_old_ledger_keys_by_id(tmp_path: Path) -> None:
+    settings = load_settings(
+        {
+            "DATABASE_URL": "postgresql+asyncpg://db/optin",
+            "LEDGER_KEY": LEDGER_KEY,
+            "LEDGER_KEY_ID": "2025-b",
+            "LEDGER_OLD_KEYS": f" 2025-a:{'o' * 32} ,",
+        },
+        env_file=None,
+    )
+    keys = ledger_keys(settings)
+    assert keys.key_id == "2025-b"
+    assert keys.keys["2025-b"] == LEDGER_KEY.encode() and keys.keys["2025-a"] == b"o" * 32
+
+
+def test_the_embedded_mode_generates_its_key_beside_the_database(tmp_path: Path) -> None:
+    settings = load_settings(
+        {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'optin.db'}"}, env_file=None
+    )
+    key_file = tmp_path / "optin.db.ledger-key"
+    assert settings.ledger_key_file == str(key_file)
+    assert ledger_keys(settings, create=False).key_id == SANDBOX_KEY_ID  # verify writes nothing
+    assert not key_file.exists()
+
+    first = ledger_keys(settings)
+    assert first.key_id == EMBEDDED_KEY_ID and key_file.stat().st_mode & 0o777 == 0o600
+    assert ledger_keys(settings) == first  # the same key on every start
+    later = ledger_keys(
+        load_settings(
+            {"DATABASE_URL": settings.database_url, "LEDGER_KEY": LEDGER_KEY}, env_file=None
+        )
+    )
+    assert later.key_id == "1" and later.keys[EMBEDDED_KEY_ID] == first.keys[EMBEDDED_KEY_ID]
+
+
+def test_other_databases_without_a_key_use_the_public_sandbox_key() -> None:
+    settings = load_settings({"DATABASE_URL": "postgresql+asyncpg://db/optin"}, env_file=None)
+    assert ledger_keys(settings) == LedgerKeys(
+        SANDBOX_KEY_ID, {SANDBOX_KEY_ID: SANDBOX_LEDGER_KEY.encode()}
+    )

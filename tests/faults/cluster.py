@@ -45,6 +45,7 @@ def live_env(database_url: str, redis_url: str, graph_url: str, secret: str) -> 
         "GRAPH_API_URL": graph_url,
         "SEND_RATE": "1000",
         "PSEUDONYM_KEY": "fault-test-pseudonym-key",
+        "LEDGER_KEY": "fault-test-ledger-key-0123456789abcdef",
         "BUSINESS_NAME": "Acme",
     }
 

@@ -325,7 +325,9 @@ def test_a_live_service_needs_its_own_pseudonym_key() -> None:
         check_startup(
             load_settings(live, env_file=None), insecure_no_signature=False, multi_process=False
         )
-    keyed = load_settings({**live, "PSEUDONYM_KEY": "k" * 32}, env_file=None)
+    keyed = load_settings(
+        {**live, "PSEUDONYM_KEY": "k" * 32, "LEDGER_KEY": "l" * 32}, env_file=None
+    )
     check_startup(keyed, insecure_no_signature=False, multi_process=False)
     assert keyed.pseudonym_secret == b"k" * 32
     sandbox = load_settings({}, env_file=None)

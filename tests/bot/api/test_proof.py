@@ -68,6 +68,9 @@ async def test_the_proof_shows_every_event_and_a_verified_chain(
         "chains_checked": 1,
         "rows_checked": 3,
         "rows_erased": 0,
+        "rows_unkeyed": 0,
+        "key_ids": [proof["events"][0]["key_id"]],
+        "states_checked": 2,
         "problems": [],
     }
     assert "evidence_digest" in proof["hashing"]["covers"]
@@ -129,3 +132,44 @@ async def test_no_proof_for_an_unknown_contact(
     assert response.status == 404
     assert (await response.json())["error"] == "unknown_contact"
     assert (await client.get(f"/v1/contacts/{WA}/proof")).status == 401
+
+
+async def test_hand_edits_that_keep_every_hash_are_reported_by_row(
+    aiohttp_client: ClientFactory, stack_urls: tuple[str, str], settings_for: Any
+) -> None:
+    """Regression: a consent state flipped to opted_in, a foreign row moved into the contact and
+    evidence "erased" without an erasure all showed `ok: true` in the proof."""
+    client = await records_client(aiohttp_client, stack_urls, settings_for)
+    services = services_of(client)
+    contact_id = await seed(
+        services,
+        WA,
+        change(ConsentAction.GRANTED, "h1"),
+        change(ConsentAction.WITHDRAWN, "h2", at=T0 + timedelta(hours=1)),
+    )
+    other_id = await seed(services, "15553330002", change(ConsentAction.GRANTED, "foreign"))
+    ids = {e.event_key: e.id for e in await services.ledger.events_by_keys(["h1", "h2", "foreign"])}
+
+    async def problems(statement: str, **params: object) -> list[tuple[int | None, str]]:
+        async with services.engine.begin() as connection:
+            await connection.execute(text(statement), params)
+        proof = await (await client.get(f"/v1/contacts/{WA}/proof", headers=AUTH)).json()
+        validator("ContactProof").validate(proof)
+        assert proof["verification"]["ok"] is False
+        return [(p["row_id"], p["kind"]) for p in proof["verification"]["problems"]]
+
+    flipped = "UPDATE consent_states SET status = 'opted_in' WHERE contact_id = :c"
+    assert await problems(flipped, c=contact_id) == [(ids["h2"], "state_mismatch")]
+    restore = "UPDATE consent_states SET status = 'opted_out' WHERE contact_id = :c"
+    moved = "UPDATE consent_events SET contact_id = :c WHERE id = :id"
+    async with services.engine.begin() as connection:
+        await connection.execute(text(restore), {"c": contact_id})
+    assert await problems(moved, c=contact_id, id=ids["foreign"]) == [
+        (ids["foreign"], "wrong_contact")
+    ]
+    async with services.engine.begin() as connection:
+        await connection.execute(text(moved), {"c": other_id, "id": ids["foreign"]})
+    erased = "UPDATE consent_events SET evidence_json = NULL, erased_at = :at WHERE id = :id"
+    assert await problems(erased, at=T0 + timedelta(days=1), id=ids["h1"]) == [
+        (ids["h1"], "erasure_unrecorded")
+    ]

@@ -10,13 +10,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.db.consent_models import ConsentEvent, erased_event_key, event_hash, sha256_hex
+from bot.db.consent_models import ConsentEvent, event_hash, sha256_hex
 from bot.db.contacts import ContactRepository
+from bot.db.erasure import ErasureRequest, erase_records
 from bot.db.ledger import ConsentChange, LedgerRepository, ProblemKind, VerifyReport
 from bot.db.ledger_verify import verify_chains
+from bot.db.pseudonyms import Pseudonymiser
 from flows.consent import ConsentAction, Method, Source
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+PSEUDONYMS = Pseudonymiser(b"a test pseudonym key of 32 bytes")
 
 #: One chain of four rows; the state of "marketing" points at row 3, so rows 1, 2 and 4 can be
 #: deleted without touching the projection (an attacker would simply delete that too).
@@ -68,6 +71,20 @@ async def chains(
 async def tamper(engine: AsyncEngine, statement: str, **params: object) -> None:
     async with engine.begin() as connection:
         await connection.execute(text(statement), params)
+
+
+async def erase(sessions: async_sessionmaker[AsyncSession], contact_id: int) -> None:
+    request = ErasureRequest(
+        contact_id=contact_id,
+        erasure_id="erasure-1",
+        categories=("marketing",),
+        business_name="Example Business",
+        requested_via="api",
+        now=T0 + timedelta(days=1),
+    )
+    async with sessions() as session:
+        assert await erase_records(session, request, PSEUDONYMS) is not None
+        await session.commit()
 
 
 def only_problem(report: VerifyReport) -> tuple[int, int | None, int, ProblemKind]:
@@ -168,26 +185,19 @@ async def test_evidence_and_digest_edited_together_break_the_hash(
 
 
 async def test_erased_evidence_still_verifies_and_is_counted(
-    engine: AsyncEngine,
     ledger: LedgerRepository,
+    sessions: async_sessionmaker[AsyncSession],
     chains: list[tuple[int, list[ConsentEvent]]],
 ) -> None:
-    contact_id, rows = chains[2]
-    for row in rows[:3]:
-        await tamper(
-            engine,
-            "UPDATE consent_events SET evidence_json = NULL, erased_at = :at, event_key = :key "
-            "WHERE id = :id",
-            at=T0 + timedelta(days=1),
-            key=erased_event_key(row.event_key),
-            id=row.id,
-        )
+    """A real erasure (its ``withdrawn`` row on record, then the evidence dropped) verifies."""
+    contact_id, _ = chains[2]
+    await erase(sessions, contact_id)
 
     everything = await ledger.verify()
     one = await ledger.verify(contact_id)
 
-    assert everything.ok and (everything.rows_checked, everything.rows_erased) == (12, 3)
-    assert one.ok and (one.rows_checked, one.rows_erased) == (4, 3)
+    assert everything.ok and (everything.rows_checked, everything.rows_erased) == (13, 4)
+    assert one.ok and (one.rows_checked, one.rows_erased) == (5, 4)
 
 
 async def test_evidence_removed_without_an_erasure_is_reported(
@@ -209,19 +219,12 @@ async def test_evidence_removed_without_an_erasure_is_reported(
 
 
 async def test_a_replayed_key_writes_nothing_after_its_row_was_erased(
-    engine: AsyncEngine,
     ledger: LedgerRepository,
+    sessions: async_sessionmaker[AsyncSession],
     chains: list[tuple[int, list[ConsentEvent]]],
 ) -> None:
     contact_id, rows = chains[1]
-    await tamper(
-        engine,
-        "UPDATE consent_events SET evidence_json = NULL, erased_at = :at, event_key = :key "
-        "WHERE id = :id",
-        at=T0 + timedelta(days=1),
-        key=erased_event_key(rows[0].event_key),
-        id=rows[0].id,
-    )
+    await erase(sessions, contact_id)
 
     assert await ledger.apply(contact_id, [change(ConsentAction.GRANTED, rows[0].event_key)]) == []
     with pytest.raises(ValueError, match="erased"):
