@@ -70,6 +70,9 @@ class Settings:
     #: `SEND_GUARD_GRACE_SECONDS`: how long a template whose send was interrupted waits for
     #: Meta's status before it is judged never sent and sent again (`bot.send_guard`).
     send_guard_grace_seconds: float = 300.0
+    #: `HEALTH_STALL_SECONDS`: how long a task may handle nothing while its queue holds
+    #: entries before `/healthz` and `optin-bot health` call it stalled (`bot.heartbeats`).
+    health_stall_seconds: float = 60.0
     optin_expiry_hours: float = 48.0
     clarification_timeout_hours: float = 24.0
     clarification_silence: str = "stop_all"
@@ -344,6 +347,7 @@ def load_settings(
         categories_file=categories_file,
         send_rate=send_rate,
         send_guard_grace_seconds=seconds("SEND_GUARD_GRACE_SECONDS", "300", low=5, high=86_400),
+        health_stall_seconds=seconds("HEALTH_STALL_SECONDS", "60", low=5, high=86_400),
         optin_expiry_hours=hours("OPTIN_EXPIRY_HOURS", "48"),
         clarification_timeout_hours=hours("CLARIFICATION_TIMEOUT_HOURS", "24"),
         clarification_silence=choice("CLARIFICATION_SILENCE", "stop_all", ("stop_all", "keep")),
