@@ -12,9 +12,11 @@ The verdict (`assess`, pure):
   is empty;
 * ``stalled``: the heartbeat is fresh but the task handled nothing for longer than
   `stall_seconds` while its queue held entries;
-* ``dead``: the task was seen (``optin:health:seen`` has it) but its heartbeat expired: the
-  process died or hangs. A task that stops cleanly removes itself from ``seen``, so scaling down
-  is not a death.
+* ``dead``: the task was seen (``optin:health:seen`` has it) but its heartbeat expired and no
+  other process runs the same task: the process died or hangs. ``gone`` (not failing) when
+  another process still runs it (a replaced pod: the survivors claim its pending entries). A task
+  that stops cleanly removes itself from ``seen``, so scaling down is not a death; a process that
+  never comes back is forgotten after a day.
 
 A role that was never deployed has no heartbeats and is simply not listed: a deployment of
 `web` plus `serve` is not unhealthy for lacking a separate `sender`.
@@ -106,13 +108,14 @@ class TaskHealth:
 
     task: str
     consumer: str
-    state: str  # ok | stalled | dead
+    state: str  # ok | stalled | gone | dead
     detail: str
     beat: Beat | None
 
     @property
     def healthy(self) -> bool:
-        return self.state == "ok"
+        """`ok`, or `gone` (this process is gone but another runs the task)."""
+        return self.state in ("ok", "gone")
 
     def as_dict(self) -> dict[str, object]:
         body: dict[str, object] = {
@@ -141,22 +144,22 @@ def assess(
     stall_seconds: float,
 ) -> list[TaskHealth]:
     """The state of each task: `beats` are the live heartbeats and `seen` when each
-    ``task:consumer`` last beat (both keyed by ``task:consumer``); `now` is wall-clock seconds."""
+    ``task:consumer`` last beat (both keyed by ``task:consumer``); `now` is wall-clock seconds.
+
+    A missing heartbeat is ``gone`` (not failing) while another process runs the same task
+    (it takes over the pending entries), and ``dead`` when none does."""
+    live_tasks = {beat.task for beat in beats.values()}
     verdicts: list[TaskHealth] = []
     for ident in sorted(set(beats) | set(seen)):
         beat = beats.get(ident)
         task, _, consumer = ident.partition(":")
         if beat is None:
-            if now - seen[ident] > FORGET_SECONDS:
+            silent = now - seen[ident]
+            if silent > FORGET_SECONDS:
                 continue
+            state = "gone" if task in live_tasks else "dead"
             verdicts.append(
-                TaskHealth(
-                    task,
-                    consumer,
-                    "dead",
-                    f"no heartbeat for {now - seen[ident]:.0f} s",
-                    None,
-                )
+                TaskHealth(task, consumer, state, f"no heartbeat for {silent:.0f} s", None)
             )
             continue
         idle = now - beat.last_progress
@@ -273,5 +276,6 @@ class Heartbeat:
         with contextlib.suppress(*TRANSIENT_ERRORS):
             pipe = self._redis.pipeline(transaction=False)
             pipe.delete(self.key)
-            pipe.hdel(redis_keys.HEARTBEATS_SEEN.name, self.ident)
+            if not self._state.abandoned:  # a task given up on stays known: it is dead
+                pipe.hdel(redis_keys.HEARTBEATS_SEEN.name, self.ident)
             await pipe.execute()

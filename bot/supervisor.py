@@ -105,6 +105,8 @@ class TaskState:
     restarts: int = 0
     last_error: str | None = None
     running: bool = False
+    #: Given up on: the process stops, and the task stays known so that health calls it dead.
+    abandoned: bool = False
 
 
 class GaveUp(Exception):
@@ -169,6 +171,7 @@ class Supervisor:
                         exc_info=exc,
                     )
                     self.failed = (name, exc)
+                    state.abandoned = True
                     self._on_give_up(name, exc)
                     return
                 # A task that ran a good while before failing starts its backoff afresh.
