@@ -266,13 +266,18 @@ class Heartbeat:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Beat until `stop`, then remove this task from `seen` (a clean stop is no death)."""
-        while not stop.is_set():
-            try:
-                await self.beat()
-            except TRANSIENT_ERRORS as exc:
-                log.warning("heartbeat of %s not written (%r)", self._task, exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._interval)
+        try:
+            while not stop.is_set():
+                try:
+                    await self.beat()
+                except TRANSIENT_ERRORS as exc:
+                    log.warning("heartbeat of %s not written (%r)", self._task, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self._interval)
+        finally:
+            await self._forget()
+
+    async def _forget(self) -> None:
         with contextlib.suppress(*TRANSIENT_ERRORS):
             pipe = self._redis.pipeline(transaction=False)
             pipe.delete(self.key)
