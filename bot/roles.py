@@ -25,7 +25,6 @@ from bot.sender import RefusalReporter, Sender
 from bot.services import Services
 from bot.streams import (
     INBOUND_GROUP,
-    INBOUND_SHARDS,
     OUTBOUND_GROUP,
     OUTBOUND_STREAM,
     inbound_stream,
@@ -141,8 +140,10 @@ def supervise_loops(
         worker = InboundWorker(
             services.redis, pipeline, consumer=services.consumer, metrics=services.metrics
         )
+        # Only the shards this process holds: another worker's backlog is not this one's stall.
         inbound_lag = _group_lag(
-            services, [(inbound_stream(shard), INBOUND_GROUP) for shard in range(INBOUND_SHARDS)]
+            services,
+            lambda: [(inbound_stream(shard), INBOUND_GROUP) for shard in worker.owned_shards],
         )
         run(
             Role.WORKER,
@@ -177,7 +178,7 @@ def supervise_loops(
             handled=lambda: metrics.total(
                 metrics.outbound_messages, result=("sent", "sandbox", "failed")
             ),
-            lag=_group_lag(services, [(OUTBOUND_STREAM, OUTBOUND_GROUP)]),
+            lag=_group_lag(services, lambda: [(OUTBOUND_STREAM, OUTBOUND_GROUP)]),
         )
         for name, work in campaigns.loops(stop):
             run(Role.SENDER, name, work)
@@ -197,11 +198,14 @@ def supervise_loops(
     return loops
 
 
-def _group_lag(services: Services, groups: list[tuple[str, str]]) -> Probe:
-    """Entries of `groups` (stream, group) not yet acknowledged: delivered but pending, plus not
-    yet read (XINFO GROUPS `pending` + `lag`)."""
+def _group_lag(services: Services, consumed: Callable[[], list[tuple[str, str]]]) -> Probe:
+    """Entries of the `consumed()` (stream, group) pairs not yet acknowledged: delivered but
+    pending, plus not yet read (XINFO GROUPS `pending` + `lag`)."""
 
     async def lag() -> int | None:
+        groups = consumed()
+        if not groups:
+            return 0
         pipe = services.redis.pipeline(transaction=False)
         for stream, _ in groups:
             pipe.xinfo_groups(stream)
