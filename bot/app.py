@@ -22,9 +22,9 @@ from aiohttp import web
 from bot import api, console, health, sandbox, webhook
 from bot.api.auth import require_token
 from bot.api.unavailable import unavailable_while_storage_is_down
-from bot.appkeys import SERVICES, SETTINGS
+from bot.appkeys import LOOPS, SERVICES, SETTINGS
 from bot.durable_ack import persist_before_acknowledging
-from bot.roles import ALL_ROLES, Role, start_loops
+from bot.roles import ALL_ROLES, Role, supervise_loops
 from bot.services import open_services
 from bot.settings import Settings
 from bot.web import setup_templates
@@ -62,7 +62,10 @@ def create_app(
     *,
     roles: Iterable[Role] = ALL_ROLES,
     auto_migrate: bool = True,
+    on_give_up: Callable[[], None] | None = None,
 ) -> web.Application:
+    """`on_give_up` is called when a loop is given up on (`bot.supervisor`): the server must
+    then stop and the process exit non-zero (`app[LOOPS].failed` says so afterwards)."""
     app = web.Application(
         client_max_size=webhook.MAX_BODY_BYTES + 1,
         middlewares=[
@@ -79,7 +82,18 @@ def create_app(
         async with open_services(settings, auto_migrate=auto_migrate) as services:
             app[SERVICES] = services
             stop = asyncio.Event()
-            tasks = start_loops(services, loop_roles, stop)
+            loops = supervise_loops(services, loop_roles, stop)
+            app[LOOPS] = loops
+            tasks = loops.tasks
+            if on_give_up is not None:
+                watcher = on_give_up
+
+                async def watch() -> None:
+                    await stop.wait()
+                    if loops.failed:
+                        watcher()
+
+                tasks = [*tasks, asyncio.create_task(watch(), name="give-up-watch")]
             yield
             stop.set()
             for task in tasks:

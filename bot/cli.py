@@ -1,4 +1,5 @@
-"""The `optin-bot` command: serve | migrate | web | worker | sender | ledger | contact | dead."""
+"""The `optin-bot` command: serve | migrate | web | worker | sender | health | ledger | contact |
+dead."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import NoReturn
 from aiohttp import web
 
 from bot.app import create_app
+from bot.appkeys import LOOPS
 from bot.cli_campaign import add_campaign_parser, run_campaign
 from bot.cli_dead import add_dead_parser, run_dead
 from bot.db.contacts import ContactRepository
@@ -23,9 +25,11 @@ from bot.db.ledger_keys import attach_keys
 from bot.db.migrate import migrate
 from bot.db.pseudonyms import Pseudonymiser
 from bot.erasure import run_erase_command
+from bot.heartbeats import TaskHealth, read_health
 from bot.ledger_key import ledger_keys
 from bot.multiprocess import ChildSpec, run_workers
-from bot.roles import ALL_ROLES, Role, start_loops
+from bot.redisconn import connect_redis
+from bot.roles import ALL_ROLES, Role, supervise_loops
 from bot.services import StartupError, check_startup, describe_mode, open_services
 from bot.settings import Settings, SettingsError, load_settings
 from flows.machine import TABLE
@@ -84,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
         "web", "the HTTP role only (webhook, business API, console, health, metrics); scale-out"
     )
     sub.add_parser("migrate", help="create or upgrade the database schema")
+    sub.add_parser(
+        "health",
+        help="every task's heartbeat in every process (web, worker, sender); exit 1 if one is "
+        "dead or stalled",
+    )
     add_campaign_parser(sub)
     add_dead_parser(sub)
     flows = sub.add_parser("flows", help="show the conversation flows")
@@ -124,8 +133,14 @@ def check_shareable(settings: Settings) -> None:
         )
 
 
-def _serve(settings: Settings, args: argparse.Namespace, roles: frozenset[Role]) -> None:
-    app = create_app(settings, roles=roles, auto_migrate=roles == ALL_ROLES)
+def _serve(settings: Settings, args: argparse.Namespace, roles: frozenset[Role]) -> int:
+    """Serve until stopped; 1 when a loop was given up on (`bot.supervisor`), else 0."""
+    app = create_app(
+        settings,
+        roles=roles,
+        auto_migrate=roles == ALL_ROLES,
+        on_give_up=lambda: signal.raise_signal(signal.SIGTERM),
+    )
     url = f"http://{args.host}:{args.port}"
 
     def announce(_: str) -> None:
@@ -146,15 +161,18 @@ def _serve(settings: Settings, args: argparse.Namespace, roles: frozenset[Role])
     app.on_shutdown.append(stopping)
     app.on_cleanup.append(stopped)
     web.run_app(app, host=args.host, port=args.port, print=announce, access_log=None)
+    return 1 if LOOPS in app and app[LOOPS].failed else 0
 
 
-async def _run_loops(settings: Settings, roles: frozenset[Role]) -> None:
+async def _run_loops(settings: Settings, roles: frozenset[Role]) -> int:
+    """Run the loops of `roles` until a stop signal (0) or until one is given up on (1)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with open_services(settings, auto_migrate=False) as services:
-        tasks = start_loops(services, roles, stop)
+        loops = supervise_loops(services, roles, stop)
+        tasks = loops.tasks
         log.info("%s running as consumer %s", "/".join(r.value for r in roles), services.consumer)
         await stop.wait()
         log.info(
@@ -166,7 +184,41 @@ async def _run_loops(settings: Settings, roles: frozenset[Role]) -> None:
         for task in tasks:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, timeout=15)
+    if loops.failed:
+        log.critical("stopped because a task was given up on; exit status 1")
+        return 1
     log.info("stopped cleanly")
+    return 0
+
+
+def _health_line(verdict: TaskHealth) -> str:
+    beat = verdict.beat
+    facts = ""
+    if beat is not None:
+        lag = "-" if beat.lag is None else str(beat.lag)
+        facts = (
+            f" role={beat.role} pid={beat.pid} handled={beat.handled} lag={lag} "
+            f"restarts={beat.restarts}"
+        )
+    detail = f" ({verdict.detail})" if verdict.detail else ""
+    return f"{verdict.state:8} {verdict.task:22} {verdict.consumer}{facts}{detail}"
+
+
+async def _health(settings: Settings) -> int:
+    """Print each task's state from the heartbeats in Redis; 0 when all are healthy."""
+    redis = connect_redis(settings.redis_url, client_name=settings.redis_client_name)
+    try:
+        verdicts = await read_health(redis, stall_seconds=settings.health_stall_seconds)
+    finally:
+        await redis.aclose()
+    for verdict in verdicts:
+        print(_health_line(verdict))
+    if not verdicts:
+        print("no task has written a heartbeat (is any worker, sender or serve running?)")
+        return 1
+    failing = [v for v in verdicts if not v.healthy]
+    print(f"health: {'ok' if not failing else f'{len(failing)} task(s) failing'}")
+    return 0 if not failing else 1
 
 
 def _flows(args: argparse.Namespace) -> int:
@@ -239,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_verify_ledger(settings, args.contact))
         if args.command == "contact":
             return asyncio.run(run_erase_command(settings, args.contact))
+        if args.command == "health":
+            return asyncio.run(_health(settings))
         if args.command == "migrate":
             asyncio.run(migrate(settings.database_url))
             log.info("database schema is up to date (%s)", settings.database_url.split("@")[-1])
@@ -266,9 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             spec = ChildSpec(args.host, args.port, args.log_level, args.insecure_no_signature)
             return run_workers(spec, workers)
         if Role.WEB in roles:
-            _serve(settings, args, roles)
-        else:
-            asyncio.run(_run_loops(settings, roles))
+            return _serve(settings, args, roles)
+        return asyncio.run(_run_loops(settings, roles))
     except SettingsError as exc:
         print(f"optin-bot: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -105,6 +105,12 @@ class Metrics:
             ["field"],
             registry=self.registry,
         )
+        self.task_restarts = Counter(
+            "optin_task_restarts",
+            "Restarts of a role's long-running task by its supervisor (bot.supervisor), by task",
+            ["task"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "optin_queue_depth",
             "Entries in each queue",
@@ -146,6 +152,18 @@ class Metrics:
             self.dead_events.labels(reason=reason)
         for key in (redis_keys.DEAD_LETTERS, redis_keys.CRM_DEAD_LETTERS):
             self.dead_letters_trimmed.labels(stream=key.name)
+
+    def total(self, counter: Counter, **only: tuple[str, ...]) -> int:
+        """This process's sum of `counter` over its labels (restricted to the values in
+        `only`, by label name): what a heartbeat reports as items handled."""
+        value = 0.0
+        for metric in counter.collect():
+            for sample in metric.samples:
+                if not sample.name.endswith("_total"):
+                    continue
+                if all(sample.labels.get(name) in values for name, values in only.items()):
+                    value += sample.value
+        return int(value)
 
     def set_queue_depths(self, depths: dict[str, int]) -> None:
         for queue, depth in depths.items():

@@ -33,6 +33,7 @@ from aiohttp import web
 from prometheus_client import multiprocess as prometheus_multiprocess
 
 from bot.app import create_app
+from bot.appkeys import LOOPS
 from bot.roles import ALL_ROLES
 from bot.services import StartupError, check_startup
 from bot.settings import Settings, SettingsError, load_settings
@@ -171,8 +172,9 @@ async def _serve(settings: Settings, spec: ChildSpec) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     parent = os.getppid()
+    app = create_app(settings, roles=ALL_ROLES, auto_migrate=False, on_give_up=stop.set)
     runner = web.AppRunner(
-        create_app(settings, roles=ALL_ROLES, auto_migrate=False),
+        app,
         handle_signals=False,
         access_log=None,
     )
@@ -186,3 +188,6 @@ async def _serve(settings: Settings, spec: ChildSpec) -> None:
                 await asyncio.wait_for(stop.wait(), timeout=PARENT_WATCH_SECONDS)
     finally:
         await runner.cleanup()
+    if LOOPS in app and app[LOOPS].failed:
+        # A task was given up on: the parent sees the child end and stops the service.
+        sys.exit(1)

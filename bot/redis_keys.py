@@ -438,6 +438,25 @@ CONSOLE_AUDIT_OF_CONTACT: Final = _key(
     "what agents did about one contact, with their notes",
     "deleted",
 )
+# -- Task health ----------------------------------------------------------------------------------
+HEARTBEAT: Final = _key(
+    "optin:health:beat:{task}:{consumer}",
+    "string",
+    "bot.heartbeats",
+    "30 s (TTL), renewed every 5 s while the task lives",
+    _NONE,
+    "one task's heartbeat (JSON): role, pid, items handled, last progress, queue lag, restarts",
+)
+HEARTBEATS_SEEN: Final = _key(
+    "optin:health:seen",
+    "hash",
+    "bot.heartbeats",
+    "a field per running task, removed when it stops cleanly; fields older than a day are "
+    "dropped by whoever reads health",
+    _NONE,
+    "task:consumer -> when its heartbeat was last written: a task that stops beating without "
+    "stopping cleanly is dead, not absent",
+)
 # -- Sandbox --------------------------------------------------------------------------------------
 SANDBOX_CONTACTS: Final = _key(
     "optin:sandbox:contacts",

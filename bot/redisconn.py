@@ -48,11 +48,13 @@ def connect_redis(
     *,
     max_connections: int = DEFAULT_REDIS_MAX_CONNECTIONS,
     pool_timeout: float = DEFAULT_REDIS_POOL_TIMEOUT_SECONDS,
+    client_name: str | None = None,
 ) -> Redis:
     """A client for `url` (`redis://`, `rediss://`, `unix://`, `memory://[name]`); str replies.
 
     At most `max_connections` connections to a real server; a command finding them all busy
-    waits up to `pool_timeout` seconds for one."""
+    waits up to `pool_timeout` seconds for one. `client_name` (`REDIS_CLIENT_NAME`) names every
+    connection (CLIENT SETNAME), so an operator can tell ours apart in `CLIENT LIST`."""
     if url.startswith(MEMORY_SCHEME):
         from fakeredis import aioredis
 
@@ -72,6 +74,7 @@ def connect_redis(
         health_check_interval=15,
         retry=Retry(NoBackoff(), 1),
         retry_on_error=[RedisConnectionError],
+        client_name=client_name,
     )
     # The client owns the pool: closing the client closes its connections.
     return Redis.from_pool(pool)

@@ -14,7 +14,6 @@ In sandbox mode the transport sends nothing and the transcript says `sandbox`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -41,7 +40,7 @@ from bot.streams import (
     is_missing_stream,
     read_group,
 )
-from bot.transient import TRANSIENT_ERRORS, is_transient
+from bot.transient import TRANSIENT_ERRORS
 from flows.events import ContactRef, SendRefused
 
 log = logging.getLogger(__name__)
@@ -159,6 +158,11 @@ class Sender:
         self._sending = asyncio.Semaphore(max_concurrent_sends)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Send until `stop`. Redis or the database failing (a dropped connection while a batch
+        is recorded) ends the run with that error, after the batches in flight: the supervisor
+        (`bot.supervisor`, as `bot.roles` runs it) counts the restart and runs it again after a
+        short backoff, and the batch's entries, still pending, come round again (delivered
+        markers keep them from a second send)."""
         await ensure_group(self._redis, OUTBOUND_STREAM, OUTBOUND_GROUP)
         last_claim = 0.0
         in_flight: set[asyncio.Task[None]] = set()
@@ -195,15 +199,6 @@ class Sender:
                         raise
                     log.warning("outbound stream or group vanished (%s); recreating it", exc)
                     await ensure_group(self._redis, OUTBOUND_STREAM, OUTBOUND_GROUP)
-                except Exception as exc:
-                    # A dropped database connection while recording a batch is as temporary as
-                    # Redis going away: the batch's entries stay pending and come round again
-                    # (delivered markers keep them from a second send).
-                    if not is_transient(exc):
-                        raise
-                    log.warning("sender cannot reach Redis or the database (%r); retrying", exc)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=1.0)
         finally:
             await asyncio.gather(*in_flight, return_exceptions=True)
 

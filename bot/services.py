@@ -179,6 +179,7 @@ async def open_services(settings: Settings, *, auto_migrate: bool) -> AsyncItera
         settings.redis_url,
         max_connections=settings.redis_max_connections,
         pool_timeout=settings.redis_pool_timeout,
+        client_name=settings.redis_client_name,
     )
     http: aiohttp.ClientSession | None = None
     crm: CrmSync | None = None

@@ -66,6 +66,9 @@ class Settings:
     redis_max_connections: int = DEFAULT_REDIS_MAX_CONNECTIONS
     #: `REDIS_POOL_TIMEOUT`: seconds a command waits for a free connection before it fails.
     redis_pool_timeout: float = DEFAULT_REDIS_POOL_TIMEOUT_SECONDS
+    #: `REDIS_CLIENT_NAME`: the name every Redis connection of the process gives itself
+    #: (CLIENT SETNAME), to find them in `CLIENT LIST`; letters, digits, `-`, `_`, `.`.
+    redis_client_name: str | None = "optin-bot"
     business_name: str = "Example Business"
     api_token: str | None = None
     #: (agent name, token) pairs of `AGENT_TOKENS`: each agent logs in to the console with their
@@ -77,6 +80,9 @@ class Settings:
     #: `SEND_GUARD_GRACE_SECONDS`: how long a template whose send was interrupted waits for
     #: Meta's status before it is judged never sent and sent again (`bot.send_guard`).
     send_guard_grace_seconds: float = 300.0
+    #: `HEALTH_STALL_SECONDS`: how long a task may handle nothing while its queue holds
+    #: entries before `/healthz` and `optin-bot health` call it stalled (`bot.heartbeats`).
+    health_stall_seconds: float = 60.0
     optin_expiry_hours: float = 48.0
     clarification_timeout_hours: float = 24.0
     clarification_silence: str = "stop_all"
@@ -147,6 +153,17 @@ class Settings:
     @property
     def messages_url(self) -> str:
         return f"{self.graph_api_url}/{self.phone_number_id}/messages"
+
+
+def _client_name(value: str | None) -> str | None:
+    """`REDIS_CLIENT_NAME`: unset names connections `optin-bot`; `off` leaves them unnamed."""
+    if value is None:
+        return "optin-bot"
+    if value.lower() == "off":
+        return None
+    if not value.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise SettingsError("REDIS_CLIENT_NAME", "letters, digits, '-', '_' and '.' only")
+    return value
 
 
 def _redis_snapshot_file(value: str | None, redis_url: str, database_url: str) -> str | None:
@@ -405,6 +422,7 @@ def load_settings(
         redis_pool_timeout=seconds(
             "REDIS_POOL_TIMEOUT", str(DEFAULT_REDIS_POOL_TIMEOUT_SECONDS), low=0.1, high=300
         ),
+        redis_client_name=_client_name(get("REDIS_CLIENT_NAME")),
         business_name=get("BUSINESS_NAME") or "Example Business",
         api_token=get("API_TOKEN"),
         agent_tokens=_agent_tokens(get("AGENT_TOKENS"), get("API_TOKEN")),
@@ -413,6 +431,7 @@ def load_settings(
         send_rate=send_rate,
         dead_events_kept=dead_events_kept,
         send_guard_grace_seconds=seconds("SEND_GUARD_GRACE_SECONDS", "300", low=5, high=86_400),
+        health_stall_seconds=seconds("HEALTH_STALL_SECONDS", "60", low=5, high=86_400),
         optin_expiry_hours=hours("OPTIN_EXPIRY_HOURS", "48"),
         clarification_timeout_hours=hours("CLARIFICATION_TIMEOUT_HOURS", "24"),
         clarification_silence=choice("CLARIFICATION_SILENCE", "stop_all", ("stop_all", "keep")),

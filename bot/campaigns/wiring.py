@@ -10,10 +10,10 @@ failure hook chained after the sender's own, the dispatcher loop and the flusher
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -35,6 +35,10 @@ from bot.streams import InboundQueue
 
 if TYPE_CHECKING:
     from bot.services import Services
+
+
+#: A named loop's body, started afresh on every (re)start.
+Loop = Callable[[], Coroutine[Any, Any, None]]
 
 
 def utcnow() -> datetime:
@@ -145,8 +149,15 @@ class CampaignSending:
         """`first` (the sender's refusal reporter), then the campaign tracker."""
         return chain_failures(first, self.tracker.on_send_failure)
 
-    def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+    def loops(
+        self, stop: asyncio.Event
+    ) -> list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]]:
+        """The sender role's campaign loops, by name, for `bot.roles` to supervise."""
         return [
-            asyncio.create_task(self.dispatcher.run(stop), name="campaign-dispatcher"),
-            asyncio.create_task(self.marks.run(stop), name="campaign-sent-marks"),
+            ("campaign-dispatcher", lambda: self.dispatcher.run(stop)),
+            ("campaign-sent-marks", lambda: self.marks.run(stop)),
         ]
+
+    def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+        """The loops as bare tasks (tests that drive a sender by hand)."""
+        return [asyncio.create_task(work(), name=name) for name, work in self.loops(stop)]

@@ -489,3 +489,52 @@ async def test_ledger_verify_names_the_row_behind_a_flipped_consent_state(tmp_pa
     assert result.returncode == 1, result
     assert f"BROKEN row {row.id}, chain {contact.id}" in result.stdout
     assert "state_mismatch" in result.stdout
+
+
+#: The checkout under test, for the subprocesses of tests that need its newest commands.
+CHECKOUT = str(Path(__file__).resolve().parents[2])
+
+
+async def test_health_prints_every_task_and_exits_1_when_one_is_failing(
+    tmp_path: Path, real_redis_url: str
+) -> None:
+    """`optin-bot health` reads the heartbeats every role writes (a `worker` or `sender` has no
+    HTTP to ask): 1 with none, 0 when every task is ok, 1 naming a stalled one."""
+    import asyncio
+    import time
+
+    from redis.asyncio import Redis
+
+    from bot import redis_keys
+    from bot.heartbeats import Beat
+
+    env = {"REDIS_URL": real_redis_url, "PYTHONPATH": CHECKOUT}
+
+    async def health() -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(run_cli, "health", env=env, cwd=tmp_path)
+
+    nothing = await health()
+    assert nothing.returncode == 1, nothing.stderr
+    assert "no task has written a heartbeat" in nothing.stdout
+
+    redis: Redis = Redis.from_url(real_redis_url, decode_responses=True)
+    now = time.time()
+
+    async def beat(task: str, *, progress_ago: float, lag: int) -> None:
+        record = Beat(task, "host-1", "sender", 42, 7, now - progress_ago, lag, 2, True, now)
+        await redis.set(
+            redis_keys.HEARTBEAT.format(task=task, consumer="host-1"), record.to_json(), ex=30
+        )
+        await redis.hset(redis_keys.HEARTBEATS_SEEN.name, f"{task}:host-1", str(now))
+
+    try:
+        await beat("sender", progress_ago=1, lag=3)
+        healthy = await health()
+        assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+        assert "ok       sender" in healthy.stdout and "restarts=2" in healthy.stdout
+        await beat("crm-deliverer", progress_ago=600, lag=9)
+        stalled = await health()
+        assert stalled.returncode == 1, stalled.stdout
+        assert "stalled  crm-deliverer" in stalled.stdout
+    finally:
+        await redis.aclose()
