@@ -31,7 +31,7 @@ message and costs a few dictionary lookups.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 
@@ -105,7 +105,7 @@ class IntentMatch:
 
     locale: str
     category: str | None
-    phrase: str = ""
+    phrase: str = field(default="", compare=False)
 
 
 @dataclass(slots=True)

@@ -43,7 +43,10 @@ from flows.keywords import UNIVERSAL_LOCALE, Command, KeywordMatcher
 from flows.locale_catalog import LocaleCatalog
 from flows.text import normalise_text, split_words
 
-__all__ = ["STOP_EMOJI", "StopIntent", "StopIntentScorer", "StopWords"]
+__all__ = ["EVIDENCE_KEY", "STOP_EMOJI", "StopIntent", "StopIntentScorer", "StopWords"]
+
+EVIDENCE_KEY: Final = "stop_intent"
+"""Evidence key of the reason: on the question's event, and on the decision that answers it."""
 
 STOP_EMOJI: Final = frozenset({"🛑", "⛔", "🚫", "🔕", "📵"})
 """Emoji that, sent alone, say stop: stop sign, no entry, prohibited, muted bell, no phones."""
@@ -51,7 +54,7 @@ STOP_EMOJI: Final = frozenset({"🛑", "⛔", "🚫", "🔕", "📵"})
 #: Characters that may ride along an emoji: variation selectors, zero-width joiner, skin tones.
 _EMOJI_EXTRAS: Final = re.compile("[\ufe0e\ufe0f\u200d\U0001f3fb-\U0001f3ff\\s]")
 #: Sentence breaks: Latin, Spanish inverted, Arabic question mark and comma, Devanagari danda.
-_BREAKS: Final = re.compile("[.!?,;:¡¿\n؟،۔।…]+")
+_BREAKS: Final = re.compile("[.!?,;:¡¿\n\u061f\u060c\u06d4\u0964…]+")
 _STOP_COMMANDS: Final = frozenset({Command.STOP_ALL, Command.STOP_CATEGORY})
 
 
@@ -129,9 +132,7 @@ class StopIntentScorer:
             raise ValueError(f"stop-intent data for unknown locales: {', '.join(sorted(unknown))}")
         self._matcher = matcher
         self._order = tuple(catalogs)
-        self._phrases = _table(
-            (w.code, p, p.lower()) for w in words.values() for p in w.phrases
-        )
+        self._phrases = _table((w.code, p, p.lower()) for w in words.values() for p in w.phrases)
         self._short = _table(
             (w.code, p, p.lower()) for w in words.values() for p in w.short_phrases
         )
@@ -222,9 +223,9 @@ class StopIntentScorer:
                     best = (distance, rule)
         return best[1] if best is not None else None
 
-    def _sentence(self, words: tuple[str, ...], several: bool, preferred: str | None) -> (
-        StopIntent | None
-    ):
+    def _sentence(
+        self, words: tuple[str, ...], several: bool, preferred: str | None
+    ) -> StopIntent | None:
         core = self._core(words)
         if not core:
             return None
@@ -242,18 +243,14 @@ class StopIntentScorer:
             rule = self._phrases.get(gram)
             if rule is not None:
                 locale = self._locale(rule.owners, preferred)
-                return StopIntent(
-                    locale, None, f'phrase "{rule.shown}" ({", ".join(rule.owners)})'
-                )
+                return StopIntent(locale, None, f'phrase "{rule.shown}" ({", ".join(rule.owners)})')
         for start, end, gram in self._grams(core):
             rule = self._short.get(gram)
             if rule is None or end != len(core):
                 continue
             if any(start <= self._before.get(code, 3) for code in rule.owners):
                 locale = self._locale(rule.owners, preferred)
-                return StopIntent(
-                    locale, None, f'phrase "{rule.shown}" ({", ".join(rule.owners)})'
-                )
+                return StopIntent(locale, None, f'phrase "{rule.shown}" ({", ".join(rule.owners)})')
         typo = self._typo(text)
         if typo is not None:
             locale = self._locale(typo.owners, preferred)
@@ -273,7 +270,9 @@ class StopIntentScorer:
         intent = self._matcher.opt_out_intent(text, preferred_locale=preferred_locale)
         if intent is not None:
             return StopIntent(
-                intent.locale, intent.category, f'phrase "{intent.phrase.lower()}" ({intent.locale})'
+                intent.locale,
+                intent.category,
+                f'phrase "{intent.phrase.lower()}" ({intent.locale})',
             )
         sentences = [
             words for part in _BREAKS.split(text) if (words := split_words(normalise_text(part)))
