@@ -33,6 +33,7 @@ tables are built once at construction, and `assess` is pure: no clock, no I/O.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -98,6 +99,16 @@ def _squeeze(text: str) -> str:
     return re.sub(r"(.)\1+", r"\1", text)
 
 
+def _written(text: str) -> str:
+    """Words as typed, accents kept: lower case, single spaces, no punctuation around."""
+    return " ".join(re.findall(r"[^\W_]+", unicodedata.normalize("NFC", text).casefold()))
+
+
+def _plain(text: str) -> bool:
+    """Whether normalisation loses nothing of `text` but case (no accents to tell apart)."""
+    return _written(text) == _key(text).casefold()
+
+
 def _allowed_edits(target: str) -> int:
     letters = len(target.replace(" ", ""))
     if letters <= 3:
@@ -141,7 +152,12 @@ class StopIntentScorer:
             (w.code, p, p.lower()) for w in words.values() for p in w.negations
         )
         self._fillers = frozenset(_key(f) for w in words.values() for f in w.fillers)
-        self._not_typos = frozenset(_key(f) for w in words.values() for f in w.not_typos)
+        # An ordinary word is recognised after normalisation, unless its accents make the
+        # difference ("arrêté", stopped, against "arrete", a stop typed without its accent):
+        # such an entry counts only as written.
+        entries = [entry for w in words.values() for entry in w.not_typos]
+        self._not_typos = frozenset(_key(e) for e in entries if _plain(e))
+        self._written_not_typos = frozenset(_written(e) for e in entries if not _plain(e))
         self._longest = max(
             (
                 len(k.split(" "))
@@ -208,8 +224,8 @@ class StopIntentScorer:
                     break
         return words
 
-    def _typo(self, core: str) -> _Rule | None:
-        if core in self._not_typos:
+    def _typo(self, core: str, written: str) -> _Rule | None:
+        if core in self._not_typos or written in self._written_not_typos:
             return None
         squeezed = _squeeze(core)
         best: tuple[int, _Rule] | None = None
@@ -224,7 +240,7 @@ class StopIntentScorer:
         return best[1] if best is not None else None
 
     def _sentence(
-        self, words: tuple[str, ...], several: bool, preferred: str | None
+        self, part: str, words: tuple[str, ...], several: bool, preferred: str | None
     ) -> StopIntent | None:
         core = self._core(words)
         if not core:
@@ -251,7 +267,7 @@ class StopIntentScorer:
             if any(start <= self._before.get(code, 3) for code in rule.owners):
                 locale = self._locale(rule.owners, preferred)
                 return StopIntent(locale, None, f'phrase "{rule.shown}" ({", ".join(rule.owners)})')
-        typo = self._typo(text)
+        typo = self._typo(text, _written(part))
         if typo is not None:
             locale = self._locale(typo.owners, preferred)
             return StopIntent(locale, None, f"typo of {typo.shown} ({', '.join(typo.owners)})")
@@ -275,10 +291,12 @@ class StopIntentScorer:
                 f'phrase "{intent.phrase.lower()}" ({intent.locale})',
             )
         sentences = [
-            words for part in _BREAKS.split(text) if (words := split_words(normalise_text(part)))
+            (part, words)
+            for part in _BREAKS.split(text)
+            if (words := split_words(normalise_text(part)))
         ]
-        for words in sentences:
-            found = self._sentence(words, len(sentences) > 1, preferred_locale)
+        for part, words in sentences:
+            found = self._sentence(part, words, len(sentences) > 1, preferred_locale)
             if found is not None:
                 return found
         return None
