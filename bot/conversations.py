@@ -41,6 +41,7 @@ from flows.gate import can_send
 from flows.keywords import KeywordMatcher
 from flows.locale_catalog import LocaleCatalog
 from flows.machine import ANSWER_TRIGGERS, Guard, Trigger
+from flows.stop_intent import EVIDENCE_KEY as STOP_INTENT
 from flows.stop_intent import StopIntentScorer, StopWords
 
 log = logging.getLogger(__name__)
@@ -229,6 +230,7 @@ class ConversationRunner:
                 trigger=flow.trigger.value,
                 label=decision.transition.label,
                 occurred_at=event.occurred_at,
+                why=flow.evidence.get(STOP_INTENT, ""),
             )
         await self._ledger.apply(
             contact_id,
