@@ -209,8 +209,9 @@ class TranscriptRepository:
 
         The conversation table keeps only where a contact stands; these rows are how it got
         there, for the agents' console. `why` is the reason an unclear wish to stop was asked
-        about (the `stop_intent` evidence), shown with the step. Keyed on the event that caused the step, so a replayed
-        event records nothing twice; False when already recorded.
+        about (the `stop_intent` evidence), shown with the step. Keyed on the event that
+        caused the step, so a replayed event records nothing twice; False when already
+        recorded.
         """
         _require_aware("occurred_at", occurred_at)
         payload = {
