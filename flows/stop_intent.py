@@ -165,29 +165,30 @@ class StopIntentScorer:
             ),
             default=1,
         )
-        targets = _table(
-            [
-                *(
-                    (code, word, word)
-                    for code, catalog in catalogs.items()
-                    for word in catalog.keywords.get("stop_all", ())
-                ),
-                *(
-                    (code, phrase, f'"{phrase.lower()}"')
-                    for code, catalog in catalogs.items()
-                    for phrase in catalog.opt_out_phrases
-                    if "{" not in phrase
-                ),
-                *((w.code, p, f'"{p.lower()}"') for w in words.values() for p in w.phrases),
-                *((w.code, p, f'"{p.lower()}"') for w in words.values() for p in w.short_phrases),
-            ]
-        )
-        # Typo targets by squeezed length, so a message is compared only with targets it could
-        # be within two edits of.
+        entries = [
+            *(
+                (code, word, word)
+                for code, catalog in catalogs.items()
+                for word in catalog.keywords.get("stop_all", ())
+            ),
+            *(
+                (code, phrase, f'"{phrase.lower()}"')
+                for code, catalog in catalogs.items()
+                for phrase in catalog.opt_out_phrases
+                if "{" not in phrase
+            ),
+            *((w.code, p, f'"{p.lower()}"') for w in words.values() for p in w.phrases),
+            *((w.code, p, f'"{p.lower()}"') for w in words.values() for p in w.short_phrases),
+        ]
+        # Keyed by the squeezed spelling (STOP and STOPP are one target), English first so that
+        # a target several locales share is shown as the word every locale understands.
+        entries.sort(key=lambda entry: entry[0] != UNIVERSAL_LOCALE)
+        targets = _table((code, _squeeze(_key(text)), shown) for code, text, shown in entries)
+        # Typo targets by length, so a message is compared only with targets it could be
+        # within two edits of.
         self._typos: dict[int, list[tuple[str, _Rule]]] = {}
         for key, rule in targets.items():
-            squeezed = _squeeze(key)
-            self._typos.setdefault(len(squeezed), []).append((squeezed, rule))
+            self._typos.setdefault(len(key), []).append((key, rule))
 
     # rules --------------------------------------------------------------------------------
 
