@@ -165,7 +165,7 @@ class StopIntentScorer:
             ),
             default=1,
         )
-        entries = [
+        spellings = [
             *(
                 (code, word, word)
                 for code, catalog in catalogs.items()
@@ -182,8 +182,8 @@ class StopIntentScorer:
         ]
         # Keyed by the squeezed spelling (STOP and STOPP are one target), English first so that
         # a target several locales share is shown as the word every locale understands.
-        entries.sort(key=lambda entry: entry[0] != UNIVERSAL_LOCALE)
-        targets = _table((code, _squeeze(_key(text)), shown) for code, text, shown in entries)
+        spellings.sort(key=lambda spelling: spelling[0] != UNIVERSAL_LOCALE)
+        targets = _table((code, _squeeze(_key(text)), shown) for code, text, shown in spellings)
         # Typo targets by length, so a message is compared only with targets it could be
         # within two edits of.
         self._typos: dict[int, list[tuple[str, _Rule]]] = {}
