@@ -7,7 +7,8 @@ be honoured). A message that says the opposite ("don't stop the promos", "jangan
 promo") gets no question. The rules, in the order they are tried, each with the reason it gives
 (the reason goes into the ledger evidence of the decision that follows, key `stop_intent`):
 
-1. The stop-sign emoji alone (`STOP_EMOJI`): ``stop-sign emoji 🛑 on its own``.
+1. The stop-sign emoji alone (`STOP_EMOJI`), or with please, a raised hand or anger
+   (`_EMOJI_COMPANIONS`): ``stop-sign emoji 🛑 on its own``.
 2. A negation of a stop word (`negations` of any locale, at word boundaries): no question.
 3. A locale file's opt-out phrase (`[intents]`, via `KeywordMatcher.opt_out_intent`):
    ``phrase "stop sending me these" (en)``.
@@ -52,6 +53,8 @@ EVIDENCE_KEY: Final = "stop_intent"
 STOP_EMOJI: Final = frozenset({"🛑", "⛔", "🚫", "🔕", "📵"})
 """Emoji that, sent alone, say stop: stop sign, no entry, prohibited, muted bell, no phones."""
 
+#: Emoji that may go with a stop sign without changing what it says (please, a raised hand, anger).
+_EMOJI_COMPANIONS: Final = frozenset({"🙏", "✋", "🤚", "🙅", "😡", "😠", "🤬", "❌"})
 #: Characters that may ride along an emoji: variation selectors, zero-width joiner, skin tones.
 _EMOJI_EXTRAS: Final = re.compile("[\ufe0e\ufe0f\u200d\U0001f3fb-\U0001f3ff\\s]")
 #: Sentence breaks: Latin, Spanish inverted, Arabic question mark and comma, Devanagari danda.
@@ -256,7 +259,7 @@ class StopIntentScorer:
                     f'sentence "{text.lower()}" is the keyword {text} ({keyword.locale})',
                 )
             return None
-        for _, _, gram in self._grams(core):
+        for _, _, gram in self._grams(words):
             rule = self._phrases.get(gram)
             if rule is not None:
                 locale = self._locale(rule.owners, preferred)
@@ -280,8 +283,9 @@ class StopIntentScorer:
         `text` is a message that is not a keyword (the caller tried `KeywordMatcher.match`).
         """
         bare = _EMOJI_EXTRAS.sub("", text)
-        if bare and all(char in STOP_EMOJI for char in bare):
-            return StopIntent(preferred_locale, None, f"stop-sign emoji {bare[0]} on its own")
+        signs = [char for char in bare if char in STOP_EMOJI]
+        if signs and all(char in STOP_EMOJI or char in _EMOJI_COMPANIONS for char in bare):
+            return StopIntent(preferred_locale, None, f"stop-sign emoji {signs[0]} on its own")
         if self.negation(text) is not None:
             return None
         intent = self._matcher.opt_out_intent(text, preferred_locale=preferred_locale)
