@@ -45,6 +45,8 @@ from flows.gate import can_send
 from flows.keywords import KeywordMatcher
 from flows.locale_catalog import LocaleCatalog
 from flows.machine import ANSWER_TRIGGERS, Guard, Trigger
+from flows.stop_intent import EVIDENCE_KEY as STOP_INTENT
+from flows.stop_intent import StopIntentScorer, StopWords
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +70,15 @@ class Language:
     categories: tuple[Category, ...]
     matcher: KeywordMatcher
     default_locale: str
+    stop_intent: StopIntentScorer | None = None
 
     @classmethod
     def build(
-        cls, catalogs: Mapping[str, LocaleCatalog], categories: Sequence[Category], default: str
+        cls,
+        catalogs: Mapping[str, LocaleCatalog],
+        categories: Sequence[Category],
+        default: str,
+        stop_words: Mapping[str, StopWords] | None = None,
     ) -> Language:
         extra: dict[str, dict[str, list[str]]] = {}
         for category in categories:
@@ -80,7 +87,8 @@ class Language:
         matcher = KeywordMatcher(catalogs, [c.name for c in categories], extra_aliases=extra)
         if default not in catalogs:
             raise ValueError(f"DEFAULT_LOCALE: no locale file for {default!r}")
-        return cls(catalogs, tuple(categories), matcher, default)
+        scorer = None if stop_words is None else StopIntentScorer(matcher, catalogs, stop_words)
+        return cls(catalogs, tuple(categories), matcher, default, scorer)
 
     def locale_for(self, matched: str | None, recorded: str | None) -> str:
         """What they last wrote in, else their recorded locale, else the default."""
@@ -115,7 +123,9 @@ class ConversationRunner:
     ) -> None:
         self._settings = settings
         self._language = language
-        self._classifier = Classifier(language.matcher, language.categories)
+        self._classifier = Classifier(
+            language.matcher, language.categories, stop_intent=language.stop_intent
+        )
         self._policy = flow_policy(settings)
         self._contacts = contacts
         self._ledger = ledger
@@ -225,6 +235,7 @@ class ConversationRunner:
             # Before the decision is committed: a crash in between replays the event, which
             # decides the same step again and records nothing twice (the row is keyed on it).
             transition, trigger = decision.transition, flow.trigger
+            why = flow.evidence.get(STOP_INTENT, "")
             from_state, to_state = conversation.state, decision.conversation.state
             await self._parts.run(
                 "flow_step",
@@ -237,6 +248,7 @@ class ConversationRunner:
                     trigger=trigger.value,
                     label=transition.label,
                     occurred_at=event.occurred_at,
+                    why=why,
                 ),
             )
         await self._ledger.apply(

@@ -10,7 +10,9 @@ family (stop, start, yes, no, help, preferences) in every locale, because Englis
 every locale and a reply like "NO" must never be read as STOP anywhere. Likewise a category word
 names one category everywhere.
 
-The file layout is documented at the top of `locales/en.toml`.
+The file layout is documented at the top of `locales/en.toml`. The stop-intent data
+(`locales/stop_intent/<code>.toml`, documented at the top of its `en.toml`) is loaded and
+checked the same way by `load_stop_words`.
 """
 
 from __future__ import annotations
@@ -34,9 +36,16 @@ from flows.locale_catalog import (
     LocaleCatalog,
     whatsapp_length,
 )
+from flows.stop_intent import StopWords
 from flows.text import normalise_text, split_words
 
-__all__ = ["DEFAULT_LOCALES_DIR", "LocaleError", "load_locale_file", "load_locales"]
+__all__ = [
+    "DEFAULT_LOCALES_DIR",
+    "LocaleError",
+    "load_locale_file",
+    "load_locales",
+    "load_stop_words",
+]
 
 DEFAULT_LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 
@@ -271,3 +280,39 @@ def load_locales(directory: Path | None = None) -> dict[str, LocaleCatalog]:
     catalogs = {path.stem: load_locale_file(path) for path in files}
     _check_consistency({path.stem: path for path in files}, catalogs)
     return catalogs
+
+
+_STOP_LISTS = ("phrases", "short_phrases", "negations", "fillers", "not_typos")
+
+
+def _stop_words_file(path: Path) -> StopWords:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise LocaleError(path, "(syntax)", str(exc)) from None
+    except OSError as exc:
+        raise LocaleError(path, "(file)", str(exc)) from None
+    _table(path, data, "", (*_STOP_LISTS, "max_words_before"))
+    before = data["max_words_before"]
+    if not isinstance(before, int) or isinstance(before, bool) or not 0 <= before <= 10:
+        raise LocaleError(path, "max_words_before", "expected a whole number from 0 to 10")
+    lists = {name: _words(path, name, data[name]) for name in _STOP_LISTS}
+    return StopWords(code=path.stem, max_words_before=before, **lists)
+
+
+def load_stop_words(
+    directory: Path | None = None, locales: Sequence[str] | None = None
+) -> dict[str, StopWords]:
+    """Every `<code>.toml` of `directory` (default: `locales/stop_intent/`), by code; with
+    `locales`, a file for each is required and no other is accepted."""
+    directory = DEFAULT_LOCALES_DIR / "stop_intent" if directory is None else directory
+    words = {path.stem: _stop_words_file(path) for path in sorted(directory.glob("*.toml"))}
+    if locales is not None:
+        for code in locales:
+            if code not in words:
+                raise LocaleError(directory / f"{code}.toml", "(file)", "missing")
+        for code in words:
+            if code not in locales:
+                raise LocaleError(directory / f"{code}.toml", "(file)", "no such locale")
+    return words

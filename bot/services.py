@@ -36,7 +36,7 @@ from bot.db.transcript import TranscriptRepository
 from bot.graph import CloudApiClient
 from bot.hooks import Hooks
 from bot.ledger_key import ledger_keys
-from bot.locales import LocaleError, load_locales
+from bot.locales import LocaleError, load_locales, load_stop_words
 from bot.metrics import Metrics
 from bot.outbound import OutboundQueue
 from bot.redis_snapshot import RedisSnapshot, SnapshotError
@@ -163,7 +163,8 @@ def load_language(settings: Settings) -> Language:
     except CategoriesError as exc:
         raise SettingsError("CATEGORIES_FILE", str(exc).removeprefix("CATEGORIES_FILE ")) from exc
     try:
-        return Language.build(catalogs, categories, settings.default_locale)
+        stop_words = load_stop_words(locales=list(catalogs))
+        return Language.build(catalogs, categories, settings.default_locale, stop_words)
     except (LocaleError, ValueError) as exc:
         raise StartupError(str(exc)) from exc
 

@@ -18,6 +18,7 @@ from flows.conversation import FlowInput
 from flows.keywords import Command, KeywordMatcher
 from flows.machine import Trigger
 from flows.replies import ids
+from flows.stop_intent import EVIDENCE_KEY, StopIntent, StopIntentScorer
 
 _COMMANDS = {
     Command.STOP_ALL: Trigger.STOP_ALL,
@@ -75,8 +76,19 @@ class _Language:
 
 
 class Classifier:
-    def __init__(self, matcher: KeywordMatcher, categories: Sequence[Category]) -> None:
+    """`stop_intent`, when given, finds unclear wishes to stop beyond the locale files'
+    `[intents]` phrases (typos, soft phrasings, the stop-sign emoji, negations) and explains
+    each in the evidence (`stop_intent`); without it only those phrases are asked about."""
+
+    def __init__(
+        self,
+        matcher: KeywordMatcher,
+        categories: Sequence[Category],
+        *,
+        stop_intent: StopIntentScorer | None = None,
+    ) -> None:
         self._matcher = matcher
+        self._stop_intent = stop_intent
         self._categories = tuple(categories)
         self._names = frozenset(c.name for c in categories)
 
@@ -192,9 +204,7 @@ class Classifier:
                 method=method,
                 evidence=evidence,
             )
-        intent = self._matcher.opt_out_intent(
-            text, preferred_locale=language.known or language.fallback
-        )
+        intent = self._intent(text, language.known or language.fallback)
         if intent is not None:
             categories = (intent.category,) if intent.category else ()
             return self._input(
@@ -203,9 +213,17 @@ class Classifier:
                 categories=categories,
                 locale=intent.locale,
                 method=Method.CLARIFICATION,
-                evidence=evidence,
+                evidence={**evidence, EVIDENCE_KEY: intent.reason},
             )
         return self._input(event, Trigger.OTHER_MESSAGE, evidence=evidence)
+
+    def _intent(self, text: str, preferred: str | None) -> StopIntent | None:
+        if self._stop_intent is not None:
+            return self._stop_intent.assess(text, preferred_locale=preferred)
+        found = self._matcher.opt_out_intent(text, preferred_locale=preferred)
+        if found is None:
+            return None
+        return StopIntent(found.locale, found.category, f'phrase "{found.phrase.lower()}"')
 
     def _button(self, event: ev.Event, payload: str, text: str, language: _Language) -> FlowInput:
         evidence = {"button": payload[:256], "text": text[:256]}

@@ -31,6 +31,7 @@ from flows.machine import (
     Transition,
 )
 from flows.replies import render
+from flows.stop_intent import EVIDENCE_KEY as STOP_INTENT
 
 # New evidence of consent is worth keeping even when the status does not change.
 _ALWAYS_RECORDED = frozenset({ConsentAction.GRANTED, ConsentAction.RECONFIRMED})
@@ -196,6 +197,11 @@ def _records(
             if conv.token != flow_token(event.event_id):  # the answer, not the request itself
                 evidence.update({f"reply_{k}": v for k, v in event.evidence.items()})
             source = conv.source or Source.WHATSAPP_THREAD
+        elif STOP_INTENT in conv.evidence and conv.token != flow_token(event.event_id):
+            # A decision that answers the clarifying question (a button, YES, the timer) keeps
+            # why the question was asked: the ledger then says what the customer first wrote
+            # meant, not only which button ended it.
+            evidence.setdefault(STOP_INTENT, conv.evidence[STOP_INTENT])
         records.append(
             ConsentRecord(
                 category=category,

@@ -31,7 +31,7 @@ message and costs a few dictionary lookups.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 
@@ -101,10 +101,11 @@ class KeywordMatch:
 @dataclass(frozen=True, slots=True)
 class IntentMatch:
     """A message that asks to stop receiving messages without being a keyword: the locale of
-    the phrase and the category it names, if it names exactly one."""
+    the phrase, the category it names if it names exactly one, and the words that matched."""
 
     locale: str
     category: str | None
+    phrase: str = field(default="", compare=False)
 
 
 @dataclass(slots=True)
@@ -388,6 +389,7 @@ class KeywordMatcher:
         if not words:
             return None
         matched: list[_Word] = []
+        first = ""
         categories: set[str] = set()
         for start in range(len(words)):
             for end in range(start + 1, min(start + self._max_phrase, len(words)) + 1):
@@ -395,6 +397,7 @@ class KeywordMatcher:
                 phrase = self._phrases.get(key)
                 if phrase is not None:
                     matched.append(phrase)
+                    first = first or key
                 alias = self._aliases.get(key)
                 if alias is not None:
                     categories.add(str(alias.meaning))
@@ -402,10 +405,11 @@ class KeywordMatcher:
             verb = self._stop_verbs.get(" ".join(words[:-1]))
             if verb is not None:
                 matched.append(verb)
+                first = " ".join(words)
         if not matched:
             return None
         candidates = self._rank(matched)
         if not candidates:
             return None
         category = next(iter(categories)) if len(categories) == 1 else None
-        return IntentMatch(self._choose(candidates, preferred_locale), category)
+        return IntentMatch(self._choose(candidates, preferred_locale), category, first)

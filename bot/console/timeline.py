@@ -81,6 +81,9 @@ class TimelineItem:
     to_state: str | None = None
     #: An inbound card's own flow step, folded in (see `group_decisions`).
     step: TimelineItem | None = None
+    #: Flow steps and consent cards: why an unclear wish to stop was asked about, in plain
+    #: words (the `stop_intent` evidence: "typo of STOP (en)").
+    why: str | None = None
 
     @property
     def sort_key(self) -> tuple[datetime, int, int]:
@@ -231,6 +234,7 @@ def _flow(row: TranscriptEntry) -> TimelineItem:
         step = {}
     source, target = str(step.get("from", "?")), str(step.get("to", "?"))
     label = str(step.get("label") or step.get("trigger") or "")
+    why = str(step["why"]) if step.get("why") else None
     return TimelineItem(
         kind=Kind.FLOW,
         at=row.occurred_at,
@@ -246,8 +250,10 @@ def _flow(row: TranscriptEntry) -> TimelineItem:
             ("to state", target),
             ("trigger", str(step.get("trigger", ""))),
             ("event", str(step.get("event_id", ""))),
+            *((("why the bot asked", why),) if why else ()),
         ),
         order=row.id or 0,
+        why=why,
     )
 
 
@@ -289,6 +295,17 @@ def _consent_summary(row: ConsentEvent) -> str:
     return f"{summary}; {agent}" if agent else summary
 
 
+def _why(row: ConsentEvent) -> str | None:
+    """The reason the customer was asked whether they wanted to stop, when this decision
+    answers that question."""
+    try:
+        evidence = json.loads(row.evidence_json or "{}")
+    except ValueError:
+        return None
+    why = evidence.get("stop_intent") if isinstance(evidence, dict) else None
+    return why if isinstance(why, str) and why else None
+
+
 def consent_item(row: ConsentEvent) -> TimelineItem:
     details = [
         ("source", row.source),
@@ -299,19 +316,22 @@ def consent_item(row: ConsentEvent) -> TimelineItem:
         ("recorded", when(row.recorded_at)),
         ("ledger row", f"chain {row.chain}, #{row.seq}, hash {row.hash[:16]}…"),
     ]
+    why = _why(row)
+    summary = _consent_summary(row)
     return TimelineItem(
         kind=Kind.CONSENT,
         at=row.occurred_at,
         title=f"Consent {row.action}: {row.category}",
         text=None,
         details=tuple(details),
-        summary=_consent_summary(row),
+        summary=f"{summary}; asked because: {why}" if why else summary,
         order=row.id or 0,
         action=row.action,
         agent=_agent_part(row),
         categories=(row.category,),
         source=row.source,
         method=row.method,
+        why=why,
     )
 
 

@@ -203,12 +203,15 @@ class TranscriptRepository:
         trigger: str,
         occurred_at: datetime,
         label: str = "",
+        why: str = "",
     ) -> bool:
         """Record one step of the conversation (``from_state`` -> ``to_state`` on ``trigger``).
 
         The conversation table keeps only where a contact stands; these rows are how it got
-        there, for the agents' console. Keyed on the event that caused the step, so a replayed
-        event records nothing twice; False when already recorded.
+        there, for the agents' console. `why` is the reason an unclear wish to stop was asked
+        about (the `stop_intent` evidence), shown with the step. Keyed on the event that
+        caused the step, so a replayed event records nothing twice; False when already
+        recorded.
         """
         _require_aware("occurred_at", occurred_at)
         payload = {
@@ -218,6 +221,8 @@ class TranscriptRepository:
             "trigger": trigger,
             "label": label,
         }
+        if why:
+            payload["why"] = why
         async with self._sessions() as session:
             inserted = await self._insert(
                 session,

@@ -29,6 +29,7 @@ RUNS = {
     "scale": (["--stops", "20", "--workers", "1,2"], ["1 worker", "2 workers"]),
     "campaign": (["--recipients", "50", "--rate", "100"], ["achieved", "peak"]),
     "embedded": (["--requests", "30", "--keys", "20"], ["acknowledged", "end to end"]),
+    "stop_intent": (["--rounds", "1", "--repeat", "1"], ["keyword matcher", "ratio"]),
 }
 
 

@@ -1,0 +1,307 @@
+"""Every way a customer says stop: a small, explainable scorer for unclear wishes to stop.
+
+Keywords (STOP, BAJA, ...) are whole messages and act at once (`flows.keywords`). Everything
+else that plausibly asks to stop gets the one clarifying question (`Trigger.OPT_OUT_INTENT`),
+because silence is the one answer that is never right (an opt-out "by any reasonable means" must
+be honoured). A message that says the opposite ("don't stop the promos", "jangan berhenti kirim
+promo") gets no question. The rules, in the order they are tried, each with the reason it gives
+(the reason goes into the ledger evidence of the decision that follows, key `stop_intent`):
+
+1. The stop-sign emoji alone (`STOP_EMOJI`), or with please, a raised hand or anger
+   (`_EMOJI_COMPANIONS`): ``stop-sign emoji 🛑 on its own``.
+2. A negation of a stop word (`negations` of any locale, at word boundaries): no question.
+3. A locale file's opt-out phrase (`[intents]`, via `KeywordMatcher.opt_out_intent`):
+   ``phrase "stop sending me these" (en)``.
+Then, for each sentence of the message (split at . ! ? , ; : and their Arabic and Devanagari
+forms), without the politeness words around it (`fillers`: "pls", "porfa", "bitte"...):
+4. A sentence that is a stop keyword ("who is this? stop", "stop pls"):
+   ``sentence "stop" is the keyword STOP (en)``.
+5. A phrase of `phrases` anywhere in the sentence: ``phrase "remove me from" (en)``.
+6. A phrase of `short_phrases` that ends the sentence, after at most `max_words_before` other
+   words: "not interested", "wrong number" count, "not interested in the blue one" and "the
+   wrong number of items" do not: ``phrase "not interested" (en)``.
+7. A typo: the sentence within a small edit distance (optimal string alignment, repeated letters
+   squeezed) of a stop keyword or phrase of any locale, unless it is an ordinary word of
+   `not_typos` ("shop" is not a typo of STOP) or another keyword: ``typo of STOP (en)``. Targets
+   of at most 3 letters allow no edit, up to 8 letters one, longer ones two.
+
+Every locale's rules apply to every message (people mix languages); the reported locale is the
+contact's when the rule's locale is theirs or English (understood everywhere), else the rule's.
+The data is `locales/stop_intent/<code>.toml` (loaded by `bot.locales.load_stop_words`); the
+tables are built once at construction, and `assess` is pure: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from rapidfuzz.distance import OSA
+
+from flows.keywords import UNIVERSAL_LOCALE, Command, KeywordMatcher
+from flows.locale_catalog import LocaleCatalog
+from flows.text import normalise_text, split_words
+
+__all__ = ["EVIDENCE_KEY", "STOP_EMOJI", "StopIntent", "StopIntentScorer", "StopWords"]
+
+EVIDENCE_KEY: Final = "stop_intent"
+"""Evidence key of the reason: on the question's event, and on the decision that answers it."""
+
+STOP_EMOJI: Final = frozenset({"🛑", "⛔", "🚫", "🔕", "📵"})
+"""Emoji that, sent alone, say stop: stop sign, no entry, prohibited, muted bell, no phones."""
+
+#: Emoji that may go with a stop sign without changing what it says (please, a raised hand, anger).
+_EMOJI_COMPANIONS: Final = frozenset({"🙏", "✋", "🤚", "🙅", "😡", "😠", "🤬", "❌"})
+#: Characters that may ride along an emoji: variation selectors, zero-width joiner, skin tones.
+_EMOJI_EXTRAS: Final = re.compile("[\ufe0e\ufe0f\u200d\U0001f3fb-\U0001f3ff\\s]")
+#: Sentence breaks: Latin, Spanish inverted, Arabic question mark and comma, Devanagari danda.
+_BREAKS: Final = re.compile("[.!?,;:¡¿\n\u061f\u060c\u06d4\u0964…]+")
+_STOP_COMMANDS: Final = frozenset({Command.STOP_ALL, Command.STOP_CATEGORY})
+
+
+@dataclass(frozen=True, slots=True)
+class StopWords:
+    """One locale's stop-intent data (`locales/stop_intent/<code>.toml`)."""
+
+    code: str
+    phrases: tuple[str, ...] = ()
+    short_phrases: tuple[str, ...] = ()
+    max_words_before: int = 3
+    negations: tuple[str, ...] = ()
+    fillers: tuple[str, ...] = ()
+    not_typos: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StopIntent:
+    """An unclear wish to stop: the locale to ask in (None: the contact's), the category it
+    names if exactly one, and why, in plain words."""
+
+    locale: str | None
+    category: str | None
+    reason: str
+
+
+@dataclass(slots=True)
+class _Rule:
+    """A normalised phrase: the locales that list it and how to show it."""
+
+    shown: str
+    owners: list[str] = field(default_factory=list)
+
+
+def _key(text: str) -> str:
+    return " ".join(split_words(normalise_text(text)))
+
+
+def _squeeze(text: str) -> str:
+    """Repeated letters as one ("STOPPP" -> "STOP", "DURR" -> "DUR")."""
+    return re.sub(r"(.)\1+", r"\1", text)
+
+
+def _written(text: str) -> str:
+    """Words as typed, accents kept: lower case, single spaces, no punctuation around."""
+    return " ".join(re.findall(r"[^\W_]+", unicodedata.normalize("NFC", text).casefold()))
+
+
+def _plain(text: str) -> bool:
+    """Whether normalisation loses nothing of `text` but case (no accents to tell apart)."""
+    return _written(text) == _key(text).casefold()
+
+
+def _allowed_edits(target: str) -> int:
+    letters = len(target.replace(" ", ""))
+    if letters <= 3:
+        return 0
+    return 1 if letters <= 8 else 2
+
+
+def _table(entries: Iterable[tuple[str, str, str]]) -> dict[str, _Rule]:
+    """(locale, text, shown) -> normalised key -> rule."""
+    table: dict[str, _Rule] = {}
+    for code, text, shown in entries:
+        key = _key(text)
+        if not key:
+            continue
+        rule = table.setdefault(key, _Rule(shown))
+        if code not in rule.owners:
+            rule.owners.append(code)
+    return table
+
+
+class StopIntentScorer:
+    """Finds unclear wishes to stop (see the module docstring) for a set of locales."""
+
+    def __init__(
+        self,
+        matcher: KeywordMatcher,
+        catalogs: Mapping[str, LocaleCatalog],
+        words: Mapping[str, StopWords],
+    ) -> None:
+        unknown = set(words) - set(catalogs)
+        if unknown:
+            raise ValueError(f"stop-intent data for unknown locales: {', '.join(sorted(unknown))}")
+        self._matcher = matcher
+        self._order = tuple(catalogs)
+        self._phrases = _table((w.code, p, p.lower()) for w in words.values() for p in w.phrases)
+        self._short = _table(
+            (w.code, p, p.lower()) for w in words.values() for p in w.short_phrases
+        )
+        self._before = {w.code: w.max_words_before for w in words.values()}
+        self._negations = _table(
+            (w.code, p, p.lower()) for w in words.values() for p in w.negations
+        )
+        self._fillers = frozenset(_key(f) for w in words.values() for f in w.fillers)
+        # An ordinary word is recognised after normalisation, unless its accents make the
+        # difference ("arrêté", stopped, against "arrete", a stop typed without its accent):
+        # such an entry counts only as written.
+        entries = [entry for w in words.values() for entry in w.not_typos]
+        self._not_typos = frozenset(_key(e) for e in entries if _plain(e))
+        self._written_not_typos = frozenset(_written(e) for e in entries if not _plain(e))
+        self._longest = max(
+            (
+                len(k.split(" "))
+                for k in (*self._phrases, *self._short, *self._negations, *self._fillers)
+            ),
+            default=1,
+        )
+        spellings = [
+            *(
+                (code, word, word)
+                for code, catalog in catalogs.items()
+                for word in catalog.keywords.get("stop_all", ())
+            ),
+            *(
+                (code, phrase, f'"{phrase.lower()}"')
+                for code, catalog in catalogs.items()
+                for phrase in catalog.opt_out_phrases
+                if "{" not in phrase
+            ),
+            *((w.code, p, f'"{p.lower()}"') for w in words.values() for p in w.phrases),
+            *((w.code, p, f'"{p.lower()}"') for w in words.values() for p in w.short_phrases),
+        ]
+        # Keyed by the squeezed spelling (STOP and STOPP are one target), English first so that
+        # a target several locales share is shown as the word every locale understands.
+        spellings.sort(key=lambda spelling: spelling[0] != UNIVERSAL_LOCALE)
+        targets = _table((code, _squeeze(_key(text)), shown) for code, text, shown in spellings)
+        # Typo targets by length, so a message is compared only with targets it could be
+        # within two edits of.
+        self._typos: dict[int, list[tuple[str, _Rule]]] = {}
+        for key, rule in targets.items():
+            self._typos.setdefault(len(key), []).append((key, rule))
+
+    # rules --------------------------------------------------------------------------------
+
+    def _locale(self, owners: list[str], preferred: str | None) -> str | None:
+        if preferred is not None and (preferred in owners or UNIVERSAL_LOCALE in owners):
+            return preferred
+        ranked = sorted(owners, key=lambda c: self._order.index(c) if c in self._order else 99)
+        return ranked[0] if ranked else preferred
+
+    def _grams(self, words: tuple[str, ...]) -> Iterable[tuple[int, int, str]]:
+        for start in range(len(words)):
+            for end in range(start + 1, min(start + self._longest, len(words)) + 1):
+                yield start, end, " ".join(words[start:end])
+
+    def negation(self, text: str) -> str | None:
+        """The negated stop word in `text` ("don't stop" (en)), or None."""
+        for _, _, gram in self._grams(split_words(normalise_text(text))):
+            rule = self._negations.get(gram)
+            if rule is not None:
+                return f'"{rule.shown}" ({", ".join(rule.owners)})'
+        return None
+
+    def _core(self, words: tuple[str, ...]) -> tuple[str, ...]:
+        """`words` without politeness words at either end ("stop pls" -> "stop")."""
+        changed = True
+        while changed and words:
+            changed = False
+            for n in range(min(self._longest, len(words)), 0, -1):
+                if " ".join(words[:n]) in self._fillers:
+                    words, changed = words[n:], True
+                    break
+                if " ".join(words[-n:]) in self._fillers:
+                    words, changed = words[:-n], True
+                    break
+        return words
+
+    def _typo(self, core: str, written: str) -> _Rule | None:
+        if core in self._not_typos or written in self._written_not_typos:
+            return None
+        squeezed = _squeeze(core)
+        best: tuple[int, _Rule] | None = None
+        for length in range(len(squeezed) - 2, len(squeezed) + 3):
+            for target, rule in self._typos.get(length, ()):
+                allowed = _allowed_edits(target)
+                if not allowed and target != squeezed:
+                    continue
+                distance = OSA.distance(squeezed, target, score_cutoff=allowed)
+                if distance <= allowed and (best is None or distance < best[0]):
+                    best = (distance, rule)
+        return best[1] if best is not None else None
+
+    def _sentence(
+        self, part: str, words: tuple[str, ...], several: bool, preferred: str | None
+    ) -> StopIntent | None:
+        core = self._core(words)
+        if not core:
+            return None
+        text = " ".join(core)
+        keyword = self._matcher.match(text, preferred_locale=preferred)
+        if keyword is not None:
+            if keyword.command in _STOP_COMMANDS and (several or core != words):
+                return StopIntent(
+                    keyword.locale,
+                    keyword.category,
+                    f'sentence "{text.lower()}" is the keyword {text} ({keyword.locale})',
+                )
+            return None
+        for _, _, gram in self._grams(words):
+            rule = self._phrases.get(gram)
+            if rule is not None:
+                locale = self._locale(rule.owners, preferred)
+                return StopIntent(locale, None, f'phrase "{rule.shown}" ({", ".join(rule.owners)})')
+        for start, end, gram in self._grams(core):
+            rule = self._short.get(gram)
+            if rule is None or end != len(core):
+                continue
+            if any(start <= self._before.get(code, 3) for code in rule.owners):
+                locale = self._locale(rule.owners, preferred)
+                return StopIntent(locale, None, f'phrase "{rule.shown}" ({", ".join(rule.owners)})')
+        typo = self._typo(text, _written(part))
+        if typo is not None:
+            locale = self._locale(typo.owners, preferred)
+            return StopIntent(locale, None, f"typo of {typo.shown} ({', '.join(typo.owners)})")
+        return None
+
+    def assess(self, text: str, *, preferred_locale: str | None = None) -> StopIntent | None:
+        """The unclear wish to stop that `text` expresses, with its reason, or None.
+
+        `text` is a message that is not a keyword (the caller tried `KeywordMatcher.match`).
+        """
+        bare = _EMOJI_EXTRAS.sub("", text)
+        signs = [char for char in bare if char in STOP_EMOJI]
+        if signs and all(char in STOP_EMOJI or char in _EMOJI_COMPANIONS for char in bare):
+            return StopIntent(preferred_locale, None, f"stop-sign emoji {signs[0]} on its own")
+        if self.negation(text) is not None:
+            return None
+        intent = self._matcher.opt_out_intent(text, preferred_locale=preferred_locale)
+        if intent is not None:
+            return StopIntent(
+                intent.locale,
+                intent.category,
+                f'phrase "{intent.phrase.lower()}" ({intent.locale})',
+            )
+        sentences = [
+            (part, words)
+            for part in _BREAKS.split(text)
+            if (words := split_words(normalise_text(part)))
+        ]
+        for part, words in sentences:
+            found = self._sentence(part, words, len(sentences) > 1, preferred_locale)
+            if found is not None:
+                return found
+        return None
