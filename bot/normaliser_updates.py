@@ -10,6 +10,7 @@ operator hooks can act on it. Like messages, an item missing what identifies it 
 from __future__ import annotations
 
 from bot.normaliser_change import Change, invalid_ids
+from bot.normaliser_clean import clean_text
 from bot.normaliser_values import MAX_INT64, JsonObject, canonical, meta_errors, text_or_none
 from flows import events as ev
 from flows.events import Event
@@ -182,5 +183,6 @@ def _summary(value: JsonObject) -> str:
                 if (kind := text_or_none(entry.get("type")) or text_or_none(entry.get("event")))
             ]
             parts.append(f"{key}=[{', '.join(kinds)}]" if kinds else f"{key}: {len(item)} item(s)")
-    summary = ", ".join(parts)
+    # Keys and plain values are Meta's, as received: cleaned like every other string we keep.
+    summary = clean_text(", ".join(parts))
     return summary if len(summary) <= _SUMMARY_LIMIT else summary[: _SUMMARY_LIMIT - 1] + "…"

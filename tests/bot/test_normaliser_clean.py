@@ -156,3 +156,17 @@ def test_contact_route_ids_with_nul_control_or_path_characters_are_refused(text:
 @pytest.mark.parametrize("text", ["15550001111", "US.13491208655302741918", "+34 612 34 56 78"])
 def test_contact_route_ids_as_businesses_write_them_are_accepted(text: str) -> None:
     assert contact_parameter_problem(text) is None
+
+
+def test_the_change_field_and_a_business_notice_summary_are_clean() -> None:
+    """Found by the property tests: a change's field name and a business notice's keys reached
+    the stored event with their NUL."""
+    for field, value in (("x\x00", {}), ("account_update", {"\x00key": [], "ban\x00": "yes"})):
+        envelope = {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "1", "changes": [{"field": field, "value": value}]}],
+        }
+        for event in normalise(envelope):
+            assert "\x00" not in repr(event.__dict__ if hasattr(event, "__dict__") else event)
+            for text in (getattr(event, "field", ""), getattr(event, "summary", "")):
+                assert "\x00" not in text
