@@ -21,7 +21,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.settings import Settings
-from tests.fakes.webhooks import APP_SECRET
+from tests.fakes.webhooks import APP_SECRET, forget_timestamps
 
 REDIS_TEST_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
 if REDIS_TEST_URL.startswith("memory://"):
@@ -230,6 +230,12 @@ def settings_for() -> Any:
         return Settings(**base)
 
     return build
+
+
+@pytest.fixture(autouse=True)
+def _fresh_meta_timestamps() -> None:
+    """Each test's customers stamp their messages from 30 s ago again (`meta_timestamp`)."""
+    forget_timestamps()
 
 
 @pytest.fixture(autouse=True)

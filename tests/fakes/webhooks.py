@@ -21,11 +21,22 @@ def meta_timestamp(customer: str) -> int:
     second after their previous one, because a customer's STOP and START within one second
     cannot be ordered and the service resolves them to the STOP (`flows.consent_order`), while a
     test's messages are meant in the order it sends them. The first is stamped 30 seconds ago,
-    so that a quick run of messages stays in the past (before our replies, as on WhatsApp)."""
+    so that a quick run of messages stays in the past (before our replies, as on WhatsApp).
+
+    The order is per test (`forget_timestamps`, run before each): across a whole run the same
+    test number sends far more than one message a second, and stamps carried over would run
+    ahead of the clock until the service clamps them to one instant (found in CI: a toggle back
+    on was read as simultaneous with the STOP before it).
+    """
     now = int(time.time())
     stamp = max(now - 30, _last_stamps.get(customer, 0) + 1)
     _last_stamps[customer] = stamp
     return stamp
+
+
+def forget_timestamps() -> None:
+    """Start every customer's timestamps afresh (each test has its own database)."""
+    _last_stamps.clear()
 
 
 def text_webhook(
