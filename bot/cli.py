@@ -206,6 +206,14 @@ def _health_line(verdict: TaskHealth) -> str:
 
 async def _health(settings: Settings) -> int:
     """Print each task's state from the heartbeats in Redis; 0 when all are healthy."""
+    if settings.embedded_redis:
+        # The in-process store lives inside the running `serve`: another process cannot read it.
+        print(
+            "REDIS_URL is the in-process store of a running `optin-bot serve`, which this "
+            "command cannot reach: ask that process's GET /healthz instead",
+            file=sys.stderr,
+        )
+        return 2
     redis = connect_redis(settings.redis_url, client_name=settings.redis_client_name)
     try:
         verdicts = await read_health(redis, stall_seconds=settings.health_stall_seconds)

@@ -538,3 +538,17 @@ async def test_health_prints_every_task_and_exits_1_when_one_is_failing(
         assert "stalled  crm-deliverer" in stalled.stdout
     finally:
         await redis.aclose()
+
+
+def test_health_on_the_embedded_defaults_says_it_cannot_see_the_serving_process(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Found trying the embedded defaults: `optin-bot health` beside a running `serve` said "no
+    task has written a heartbeat", because the in-process store is not shared. It now says why
+    it cannot tell and exits 2."""
+    from bot import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REDIS_URL", "memory://")
+    assert cli.main(["health"]) == 2
+    assert "/healthz" in capsys.readouterr().err
