@@ -126,6 +126,7 @@ async def dispatch(
         "GRAPH_API_URL": f"http://127.0.0.1:{port}/v25.0",
         "SEND_RATE": str(min(1000.0, args.rate)),
         "PSEUDONYM_KEY": "bench-pseudonym-key-0123456789abcdef",
+        "LEDGER_KEY": "bench-ledger-key-0123456789abcdef",
         "PYTHONPATH": str(ROOT),
     }
     commands = [[sys.executable, "bench/graph_server.py", str(port)]]

@@ -121,6 +121,7 @@ async def measure(args: argparse.Namespace, database_url: str, redis_url: str) -
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "API_TOKEN": TOKEN,
+        "LEDGER_KEY": "bench-ledger-key-0123456789abcdef",
         "WHATSAPP_APP_SECRET": "bench-secret",
         "PYTHONPATH": str(ROOT),
     }

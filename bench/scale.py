@@ -138,6 +138,7 @@ async def one_run(args: argparse.Namespace, workers: int, admin_url: str, redis_
         "WHATSAPP_PHONE_NUMBER_ID": PHONE,
         "GRAPH_API_URL": "http://127.0.0.1:9/v23.0",  # no sender runs: never contacted
         "PSEUDONYM_KEY": "bench-pseudonym-key-0123456789abcdef",
+        "LEDGER_KEY": "bench-ledger-key-0123456789abcdef",
         "BUSINESS_NAME": "Acme",
         "PYTHONPATH": str(ROOT),
     }
