@@ -25,7 +25,9 @@ EXPIRY_HOURS = 0.004  # 14.4 s
 
 
 async def post_webhook(session: aiohttp.ClientSession, port: int, wa_id: str, text: str) -> None:
-    body = dumps(text_webhook(wa_id=wa_id, text=text))
+    # Stamped now (each customer here writes once): the opt-in expiry is counted from it, and
+    # the test times the deadline from the moment it posts.
+    body = dumps(text_webhook(wa_id=wa_id, text=text, timestamp=int(time.time())))
     async with session.post(
         f"http://127.0.0.1:{port}/webhook",
         data=body,
