@@ -22,6 +22,9 @@ from sqlalchemy import text
 
 from bot.db.engine import create_engine, session_factory
 from bot.db.ledger import LedgerRepository
+from bot.db.ledger_keys import attach_keys
+from bot.ledger_key import ledger_keys
+from bot.settings import load_settings
 from tests.fakes.webhooks import eventually
 
 PHONE_NUMBER_ID = "106540352242922"
@@ -31,6 +34,10 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+#: The key the processes sign the ledger with; verification needs it too.
+LEDGER_KEY = "fault-test-ledger-key-0123456789abcdef"
 
 
 def live_env(database_url: str, redis_url: str, graph_url: str, secret: str) -> dict[str, str]:
@@ -45,7 +52,7 @@ def live_env(database_url: str, redis_url: str, graph_url: str, secret: str) -> 
         "GRAPH_API_URL": graph_url,
         "SEND_RATE": "1000",
         "PSEUDONYM_KEY": "fault-test-pseudonym-key",
-        "LEDGER_KEY": "fault-test-ledger-key-0123456789abcdef",
+        "LEDGER_KEY": LEDGER_KEY,
         "BUSINESS_NAME": "Acme",
     }
 
@@ -136,6 +143,10 @@ async def count(database_url: str, sql: str) -> int:
 async def ledger_chains_verified(database_url: str) -> int:
     """Verify every hash chain; returns how many were checked (asserts none is broken)."""
     engine = create_engine(database_url)
+    settings = load_settings(
+        {"DATABASE_URL": database_url, "LEDGER_KEY": LEDGER_KEY}, env_file=None
+    )
+    attach_keys(engine, ledger_keys(settings, create=False))
     try:
         report = await LedgerRepository(session_factory(engine)).verify()
     finally:
