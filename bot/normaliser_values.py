@@ -102,12 +102,11 @@ def canonical(item: object) -> str:
     stay as it is and could not be stored.
     """
     try:
-        return clean_text(
-            json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        )
+        text = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError, RecursionError):
-        pass  # not JSON (a caller passed Python objects), or beyond the int-to-text limit
-    try:
-        return clean_text(repr(item))
-    except (ValueError, RecursionError):
-        return "<unrepresentable>"
+        # Not JSON (a caller passed Python objects), or beyond the int-to-text limit: its repr.
+        try:
+            text = repr(item)
+        except (ValueError, RecursionError):
+            return "<unrepresentable>"
+    return clean_text(text)
