@@ -282,7 +282,18 @@ def load_locales(directory: Path | None = None) -> dict[str, LocaleCatalog]:
     return catalogs
 
 
-_STOP_LISTS = ("phrases", "short_phrases", "negations", "fillers", "not_typos")
+_STOP_LISTS = (
+    "phrases",
+    "short_phrases",
+    "negations",
+    "fillers",
+    "not_typos",
+    "stop_words",
+    "message_words",
+    "contact_words",
+    "refusals",
+    "business_words",
+)
 
 
 def _stop_words_file(path: Path) -> StopWords:

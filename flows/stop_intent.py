@@ -24,6 +24,10 @@ forms), without the politeness words around it (`fillers`: "pls", "porfa", "bitt
    squeezed) of a stop keyword or phrase of any locale, unless it is an ordinary word of
    `not_typos` ("shop" is not a typo of STOP) or another keyword: ``typo of STOP (en)``. Targets
    of at most 3 letters allow no edit, up to 8 letters one, longer ones two.
+8. Cue words (`flows.stop_cues`): a stop word with a message word, or with a contact word, a
+   refusal with a message word, or a stop word alone in a short sentence, the last three only
+   when the message names nothing of the business: ``words "unsubscrib*" + "messag*" (en)``.
+   A refusal right before a stop word ("never stop") counts as a negation (rule 2).
 
 Every locale's rules apply to every message (people mix languages); the reported locale is the
 contact's when the rule's locale is theirs or English (understood everywhere), else the rule's.
@@ -43,6 +47,7 @@ from rapidfuzz.distance import OSA
 
 from flows.keywords import UNIVERSAL_LOCALE, Command, KeywordMatcher
 from flows.locale_catalog import LocaleCatalog
+from flows.stop_cues import Cue, Lexicon
 from flows.text import normalise_text, split_words
 
 __all__ = ["EVIDENCE_KEY", "STOP_EMOJI", "StopIntent", "StopIntentScorer", "StopWords"]
@@ -60,6 +65,10 @@ _EMOJI_EXTRAS: Final = re.compile("[\ufe0e\ufe0f\u200d\U0001f3fb-\U0001f3ff\\s]"
 #: Sentence breaks: Latin, Spanish inverted, Arabic question mark and comma, Devanagari danda.
 _BREAKS: Final = re.compile("[.!?,;:¡¿\n\u061f\u060c\u06d4\u0964…]+")
 _STOP_COMMANDS: Final = frozenset({Command.STOP_ALL, Command.STOP_CATEGORY})
+#: A stop word alone says stop in a sentence of at most this many words ("unsubscribing me").
+SHORT_SENTENCE_WORDS: Final = 3
+#: Words a refusal may stand before the stop word it negates ("don't ever stop").
+_NEGATION_REACH: Final = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +82,11 @@ class StopWords:
     negations: tuple[str, ...] = ()
     fillers: tuple[str, ...] = ()
     not_typos: tuple[str, ...] = ()
+    stop_words: tuple[str, ...] = ()
+    message_words: tuple[str, ...] = ()
+    contact_words: tuple[str, ...] = ()
+    refusals: tuple[str, ...] = ()
+    business_words: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +131,15 @@ def _allowed_edits(target: str) -> int:
     if letters <= 3:
         return 0
     return 1 if letters <= 8 else 2
+
+
+def _together(one: Cue, other: Cue) -> bool:
+    """Whether two cue words can belong to one wish: listed by a common locale, or one of them
+    English (mixed into every language). Turkish "ne" (what) never pairs with a French word."""
+    return bool(set(one.owners) & set(other.owners)) or UNIVERSAL_LOCALE in (
+        *one.owners,
+        *other.owners,
+    )
 
 
 def _table(entries: Iterable[tuple[str, str, str]]) -> dict[str, _Rule]:
@@ -168,6 +191,32 @@ class StopIntentScorer:
             ),
             default=1,
         )
+
+        def lexicon(kind: str, *, typos: bool = False) -> Lexicon:
+            return Lexicon(
+                ((w.code, entry) for w in words.values() for entry in getattr(w, kind)),
+                typos=typos,
+            )
+
+        # A typo of a stop word may be another word altogether ("anmelden", to sign up, is one
+        # letter from "abmelden"): the locales' ordinary words and every keyword that is not a
+        # stop word are never read as typos.
+        others = {
+            word
+            for catalog in catalogs.values()
+            for kind, listed in catalog.keywords.items()
+            if kind != "stop_all"
+            for word in listed
+        }
+        self._stop_cues = Lexicon(
+            ((w.code, entry) for w in words.values() for entry in w.stop_words),
+            typos=True,
+            not_typos=(*others, *(e for w in words.values() for e in w.not_typos)),
+        )
+        self._message_cues = lexicon("message_words")
+        self._contact_cues = lexicon("contact_words")
+        self._refusals = lexicon("refusals")
+        self._business = lexicon("business_words")
         spellings = [
             *(
                 (code, word, word)
@@ -207,11 +256,54 @@ class StopIntentScorer:
                 yield start, end, " ".join(words[start:end])
 
     def negation(self, text: str) -> str | None:
-        """The negated stop word in `text` ("don't stop" (en)), or None."""
-        for _, _, gram in self._grams(split_words(normalise_text(text))):
+        """The negated stop word in `text` ("don't stop" (en)), or None: a listed negation, or
+        a refusal right before a stop word ("never ever stop", "no paren")."""
+        words = split_words(normalise_text(text))
+        for _, _, gram in self._grams(words):
             rule = self._negations.get(gram)
             if rule is not None:
                 return f'"{rule.shown}" ({", ".join(rule.owners)})'
+        stops = list(self._stop_cues.find(words))
+        for _, end, refusal in self._refusals.find(words):
+            for start, _, stop in stops:
+                if end <= start <= end + _NEGATION_REACH:
+                    return f'"{refusal.shown} {stop.shown}" ({", ".join(refusal.owners)})'
+        return None
+
+    def _cues(
+        self, core: tuple[str, ...], business: bool, preferred: str | None
+    ) -> StopIntent | None:
+        """The co-occurrence rules of `flows.stop_cues` over one sentence; `business`: whether
+        the message names something of the shop's business (an order, a size, a store)."""
+
+        def found(reason: str, *cues: Cue) -> StopIntent:
+            owners = [code for cue in cues for code in cue.owners]
+            shown = ", ".join(dict.fromkeys(owners))
+            return StopIntent(self._locale(owners, preferred), None, f"{reason} ({shown})")
+
+        stop = self._stop_cues.first(core)
+        message = self._message_cues.first(core)
+        # "stop sending me order updates": a stop word right before the messages says what is
+        # to stop, whatever else the message names.
+        if (
+            stop is not None
+            and message is not None
+            and _together(stop[2], message[2])
+            and (not business or 0 <= message[0] - stop[1] <= 1)
+        ):
+            return found(f'words "{stop[2].shown}" + "{message[2].shown}"', stop[2], message[2])
+        if business:
+            return None
+        contact = self._contact_cues.first(core)
+        if stop is not None and contact is not None and _together(stop[2], contact[2]):
+            return found(f'words "{stop[2].shown}" + "{contact[2].shown}"', stop[2], contact[2])
+        refusal = self._refusals.first(core)
+        if refusal is not None and message is not None and _together(refusal[2], message[2]):
+            return found(
+                f'words "{refusal[2].shown}" + "{message[2].shown}"', refusal[2], message[2]
+            )
+        if stop is not None and len(core) <= SHORT_SENTENCE_WORDS:
+            return found(f'word "{stop[2].shown}" in a short sentence', stop[2])
         return None
 
     def _core(self, words: tuple[str, ...]) -> tuple[str, ...]:
@@ -244,7 +336,12 @@ class StopIntentScorer:
         return best[1] if best is not None else None
 
     def _sentence(
-        self, part: str, words: tuple[str, ...], several: bool, preferred: str | None
+        self,
+        part: str,
+        words: tuple[str, ...],
+        several: bool,
+        business: bool,
+        preferred: str | None,
     ) -> StopIntent | None:
         core = self._core(words)
         if not core:
@@ -275,7 +372,9 @@ class StopIntentScorer:
         if typo is not None:
             locale = self._locale(typo.owners, preferred)
             return StopIntent(locale, None, f"typo of {typo.shown} ({', '.join(typo.owners)})")
-        return None
+        if _written(part) in self._written_not_typos:
+            return None  # "arrêté" (stopped) as written, not "arrete" (stop) without accents
+        return self._cues(core, business, preferred)
 
     def assess(self, text: str, *, preferred_locale: str | None = None) -> StopIntent | None:
         """The unclear wish to stop that `text` expresses, with its reason, or None.
@@ -300,8 +399,9 @@ class StopIntentScorer:
             for part in _BREAKS.split(text)
             if (words := split_words(normalise_text(part)))
         ]
+        business = any(self._business.first(words) is not None for _, words in sentences)
         for part, words in sentences:
-            found = self._sentence(part, words, len(sentences) > 1, preferred_locale)
+            found = self._sentence(part, words, len(sentences) > 1, business, preferred_locale)
             if found is not None:
                 return found
         return None

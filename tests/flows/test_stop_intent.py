@@ -208,7 +208,8 @@ def test_stop_data_for_an_unknown_locale_is_refused() -> None:
 def test_a_broken_stop_data_file_names_the_file_and_key(tmp_path: Path) -> None:
     (tmp_path / "en.toml").write_text(
         'phrases = ["a"]\nshort_phrases = ["b"]\nmax_words_before = -1\n'
-        'negations = ["c"]\nfillers = ["d"]\nnot_typos = ["e"]\n',
+        'negations = ["c"]\nfillers = ["d"]\nnot_typos = ["e"]\nstop_words = ["f"]\n'
+        'message_words = ["g"]\ncontact_words = ["h"]\nrefusals = ["i"]\nbusiness_words = ["j"]\n',
         "utf-8",
     )
     with pytest.raises(LocaleError, match="max_words_before"):
@@ -219,3 +220,42 @@ def test_a_broken_stop_data_file_names_the_file_and_key(tmp_path: Path) -> None:
     assert load_stop_words(tmp_path)["en"].max_words_before == 2
     with pytest.raises(LocaleError, match=r"es\.toml"):
         load_stop_words(tmp_path, locales=["en", "es"])
+
+
+# cue words (flows/stop_cues.py) ---------------------------------------------------------------
+# Before them the scorer knew only whole listed phrases: round two's wishes, written apart from
+# the data, were recalled one in two ("unsubscribing me from all these", "pls take my number
+# off" in another form, "bitte keine werbung mehr schicken").
+
+
+@pytest.mark.parametrize(
+    ("text", "locale", "reason"),
+    [
+        ("cancel all these notifications", "en", 'words "cancel" + "these" (en)'),
+        ("quero que parem com as propagandas", "pt", 'words "parem" + "propaganda*" (pt)'),
+        ("smettete con sti messaggi", "it", 'words "smett*" + "messag*" (it, en)'),
+        ("i want to be unsubscirbed", "en", 'words "unsub*" + "want" (en)'),
+        ("pls block", "en", 'word "block*" in a short sentence (en)'),
+    ],
+)
+def test_cue_words_recognise_unlisted_phrasings_and_say_why(
+    text: str, locale: str, reason: str
+) -> None:
+    found = scorer().assess(text, preferred_locale=locale)
+    assert found is not None and found.reason.startswith(reason), found
+
+
+@pytest.mark.parametrize(
+    ("text", "locale"),
+    [
+        ("can i remove the gift wrap from my order", "en"),
+        ("ich will mich anmelden", "de"),  # one letter from "abmelden": never a typo of it
+        ("kampanya ne zaman bitiyor?", "tr"),  # Turkish "ne" (what) is not French "ne"
+        ("annuler l'échange possible ?", "fr"),  # "l'échange": the elided article is seen
+        ("jangan berhenti kirim promonya", "id"),
+    ],
+)
+def test_cue_words_stay_quiet_about_the_business_and_across_languages(
+    text: str, locale: str
+) -> None:
+    assert scorer().assess(text, preferred_locale=locale) is None
