@@ -60,8 +60,9 @@ STOP_EMOJI: Final = frozenset({"🛑", "⛔", "🚫", "🔕", "📵"})
 
 #: Emoji that may go with a stop sign without changing what it says (please, a raised hand, anger).
 _EMOJI_COMPANIONS: Final = frozenset({"🙏", "✋", "🤚", "🙅", "😡", "😠", "🤬", "❌"})
-#: Characters that may ride along an emoji: variation selectors, zero-width joiner, skin tones.
-_EMOJI_EXTRAS: Final = re.compile("[\ufe0e\ufe0f\u200d\U0001f3fb-\U0001f3ff\\s]")
+#: Characters that may ride along an emoji: variation selectors, zero-width joiner, skin tones,
+#: the female and male signs of gendered emoji (🙅‍♀️).
+_EMOJI_EXTRAS: Final = re.compile("[\ufe0e\ufe0f\u200d\U0001f3fb-\U0001f3ff\u2640\u2642\\s]")
 #: Sentence breaks: Latin, Spanish inverted, Arabic question mark and comma, Devanagari danda.
 _BREAKS: Final = re.compile("[.!?,;:¡¿\n\u061f\u060c\u06d4\u0964…]+")
 _STOP_COMMANDS: Final = frozenset({Command.STOP_ALL, Command.STOP_CATEGORY})
@@ -133,13 +134,34 @@ def _allowed_edits(target: str) -> int:
     return 1 if letters <= 8 else 2
 
 
-def _together(one: Cue, other: Cue) -> bool:
-    """Whether two cue words can belong to one wish: listed by a common locale, or one of them
-    English (mixed into every language). Turkish "ne" (what) never pairs with a French word."""
-    return bool(set(one.owners) & set(other.owners)) or UNIVERSAL_LOCALE in (
-        *one.owners,
-        *other.owners,
+def _together(one: Cue, other: Cue, preferred: str | None) -> bool:
+    """Whether two cue words can belong to one wish: one of them English (mixed into every
+    language), or both listed by one locale; for a contact whose language is known (and not
+    English), each word must be of their language or English. Turkish "ne" (what) never pairs
+    with a French word, nor Portuguese "no" (in the) with "whatsapp" as if it were Spanish."""
+    if preferred not in (None, UNIVERSAL_LOCALE):
+        readable = {preferred, UNIVERSAL_LOCALE}
+        if readable.isdisjoint(one.owners) or readable.isdisjoint(other.owners):
+            return False
+    return UNIVERSAL_LOCALE in (*one.owners, *other.owners) or not set(one.owners).isdisjoint(
+        other.owners
     )
+
+
+_Hit = tuple[int, int, Cue]
+"""A cue found in a sentence: start and end word, the cue."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What the whole message says that each sentence's rules need."""
+
+    preferred: str | None
+    business: bool  # it names something of the shop's business: an order, a size, a store
+    asks_business: bool  # and asks a question
+
+
+_QUESTION_MARKS: Final = frozenset("?¿\u061f")
 
 
 def _table(entries: Iterable[tuple[str, str, str]]) -> dict[str, _Rule]:
@@ -255,6 +277,12 @@ class StopIntentScorer:
             for end in range(start + 1, min(start + self._longest, len(words)) + 1):
                 yield start, end, " ".join(words[start:end])
 
+    def _is_stop_word(self, word: str) -> bool:
+        keyword = self._matcher.match(word)
+        if keyword is not None and keyword.command in _STOP_COMMANDS:
+            return True
+        return self._stop_cues.first((word,)) is not None
+
     def negation(self, text: str) -> str | None:
         """The negated stop word in `text` ("don't stop" (en)), or None: a listed negation, or
         a refusal right before a stop word ("never ever stop", "no paren")."""
@@ -271,39 +299,54 @@ class StopIntentScorer:
         return None
 
     def _cues(
-        self, core: tuple[str, ...], business: bool, preferred: str | None
+        self, words: tuple[str, ...], core: tuple[str, ...], context: _Context
     ) -> StopIntent | None:
-        """The co-occurrence rules of `flows.stop_cues` over one sentence; `business`: whether
-        the message names something of the shop's business (an order, a size, a store)."""
+        """The co-occurrence rules of `flows.stop_cues` over one sentence (`core`: its words
+        without the politeness words at either end)."""
+        preferred = context.preferred
+        stops = list(self._stop_cues.find(words))
+        messages = list(self._message_cues.find(words))
 
-        def found(reason: str, *cues: Cue) -> StopIntent:
-            owners = [code for cue in cues for code in cue.owners]
-            shown = ", ".join(dict.fromkeys(owners))
-            return StopIntent(self._locale(owners, preferred), None, f"{reason} ({shown})")
+        def pair(
+            ones: list[_Hit], others: list[_Hit], *, adjacent: bool = False
+        ) -> StopIntent | None:
+            for one in ones:
+                for other in others:
+                    if adjacent and not 0 <= other[0] - one[1] <= 1:
+                        continue
+                    if _together(one[2], other[2], preferred):
+                        owners = [*one[2].owners, *other[2].owners]
+                        shown = ", ".join(dict.fromkeys(owners))
+                        return StopIntent(
+                            self._locale(owners, preferred),
+                            None,
+                            f'words "{one[2].shown}" + "{other[2].shown}" ({shown})',
+                        )
+            return None
 
-        stop = self._stop_cues.first(core)
-        message = self._message_cues.first(core)
         # "stop sending me order updates": a stop word right before the messages says what is
         # to stop, whatever else the message names.
-        if (
-            stop is not None
-            and message is not None
-            and _together(stop[2], message[2])
-            and (not business or 0 <= message[0] - stop[1] <= 1)
-        ):
-            return found(f'words "{stop[2].shown}" + "{message[2].shown}"', stop[2], message[2])
-        if business:
-            return None
-        contact = self._contact_cues.first(core)
-        if stop is not None and contact is not None and _together(stop[2], contact[2]):
-            return found(f'words "{stop[2].shown}" + "{contact[2].shown}"', stop[2], contact[2])
-        refusal = self._refusals.first(core)
-        if refusal is not None and message is not None and _together(refusal[2], message[2]):
-            return found(
-                f'words "{refusal[2].shown}" + "{message[2].shown}"', refusal[2], message[2]
+        found = pair(stops, messages, adjacent=context.business)
+        if found is not None or context.business:
+            return found
+        found = pair(stops, list(self._contact_cues.find(words))) or pair(
+            list(self._refusals.find(words)), messages
+        )
+        if found is not None:
+            return found
+        # "udah cukup 2 aja" (two is enough): a number speaks of quantities, not of messages.
+        short = (
+            list(self._stop_cues.find(core))
+            if len(core) <= SHORT_SENTENCE_WORDS and not any(w.isdigit() for w in core)
+            else []
+        )
+        if short:
+            cue = short[0][2]
+            return StopIntent(
+                self._locale(cue.owners, preferred),
+                None,
+                f'word "{cue.shown}" in a short sentence ({", ".join(cue.owners)})',
             )
-        if stop is not None and len(core) <= SHORT_SENTENCE_WORDS:
-            return found(f'word "{stop[2].shown}" in a short sentence', stop[2])
         return None
 
     def _core(self, words: tuple[str, ...]) -> tuple[str, ...]:
@@ -323,6 +366,8 @@ class StopIntentScorer:
     def _typo(self, core: str, written: str) -> _Rule | None:
         if core in self._not_typos or written in self._written_not_typos:
             return None
+        if any(char.isdigit() for char in core):
+            return None  # "udah cukup 2 aja": a number is never a typing error of a word
         squeezed = _squeeze(core)
         best: tuple[int, _Rule] | None = None
         for length in range(len(squeezed) - 2, len(squeezed) + 3):
@@ -336,13 +381,9 @@ class StopIntentScorer:
         return best[1] if best is not None else None
 
     def _sentence(
-        self,
-        part: str,
-        words: tuple[str, ...],
-        several: bool,
-        business: bool,
-        preferred: str | None,
+        self, part: str, words: tuple[str, ...], several: bool, context: _Context
     ) -> StopIntent | None:
+        preferred = context.preferred
         core = self._core(words)
         if not core:
             return None
@@ -356,6 +397,10 @@ class StopIntentScorer:
                     f'sentence "{text.lower()}" is the keyword {text} ({keyword.locale})',
                 )
             return None
+        if context.asks_business:
+            # "am grünen kein interesse, gibts das auch in blau?": a question about the
+            # business is no wish to stop, whatever phrase it contains.
+            return self._cues(words, core, context)
         for _, _, gram in self._grams(words):
             rule = self._phrases.get(gram)
             if rule is not None:
@@ -374,7 +419,7 @@ class StopIntentScorer:
             return StopIntent(locale, None, f"typo of {typo.shown} ({', '.join(typo.owners)})")
         if _written(part) in self._written_not_typos:
             return None  # "arrêté" (stopped) as written, not "arrete" (stop) without accents
-        return self._cues(core, business, preferred)
+        return self._cues(words, core, context)
 
     def assess(self, text: str, *, preferred_locale: str | None = None) -> StopIntent | None:
         """The unclear wish to stop that `text` expresses, with its reason, or None.
@@ -383,25 +428,36 @@ class StopIntentScorer:
         """
         bare = _EMOJI_EXTRAS.sub("", text)
         signs = [char for char in bare if char in STOP_EMOJI]
-        if signs and all(char in STOP_EMOJI or char in _EMOJI_COMPANIONS for char in bare):
-            return StopIntent(preferred_locale, None, f"stop-sign emoji {signs[0]} on its own")
+        symbols = [char for char in bare if unicodedata.category(char)[0] in "SCo"]
+        if signs and all(char in STOP_EMOJI or char in _EMOJI_COMPANIONS for char in symbols):
+            # Beside the sign, only politeness or stop words: "🛑 bitte", "🛑🛑 bas".
+            words = split_words(normalise_text(bare))
+            if all(word in self._fillers or self._is_stop_word(word) for word in words):
+                return StopIntent(preferred_locale, None, f"stop-sign emoji {signs[0]} on its own")
         if self.negation(text) is not None:
             return None
-        intent = self._matcher.opt_out_intent(text, preferred_locale=preferred_locale)
-        if intent is not None:
-            return StopIntent(
-                intent.locale,
-                intent.category,
-                f'phrase "{intent.phrase.lower()}" ({intent.locale})',
-            )
         sentences = [
             (part, words)
             for part in _BREAKS.split(text)
             if (words := split_words(normalise_text(part)))
         ]
         business = any(self._business.first(words) is not None for _, words in sentences)
+        context = _Context(
+            preferred_locale, business, business and not _QUESTION_MARKS.isdisjoint(text)
+        )
+        intent = (
+            None
+            if context.asks_business
+            else self._matcher.opt_out_intent(text, preferred_locale=preferred_locale)
+        )
+        if intent is not None:
+            return StopIntent(
+                intent.locale,
+                intent.category,
+                f'phrase "{intent.phrase.lower()}" ({intent.locale})',
+            )
         for part, words in sentences:
-            found = self._sentence(part, words, len(sentences) > 1, business, preferred_locale)
+            found = self._sentence(part, words, len(sentences) > 1, context)
             if found is not None:
                 return found
         return None
