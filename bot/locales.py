@@ -292,6 +292,7 @@ _STOP_LISTS = (
     "message_words",
     "contact_words",
     "refusals",
+    "too_many",
     "business_words",
 )
 

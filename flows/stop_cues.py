@@ -79,6 +79,7 @@ _ELISIONS: Final = (
     "C",
 )
 _VOWELS: Final = frozenset("AEIOUYH")
+_ELIDING: Final = frozenset({"fr", "it"})
 _REPEATS: Final = re.compile(r"(.)\1+")
 
 
@@ -90,22 +91,24 @@ def fold(word: str) -> str:
 
 
 @lru_cache(maxsize=16384)
+def _elided(word: str) -> tuple[str, ...]:
+    """`word` without a French or Italian elision in front ("LECHANGE" -> "ECHANGE"): only for
+    those languages' cue words, since "SOTP" is no "S'OTP"."""
+    return tuple(
+        word[len(elision) :]
+        for elision in _ELISIONS
+        if word.startswith(elision)
+        and len(word) - len(elision) >= 3
+        and word[len(elision)] in _VOWELS
+    )
+
+
+@lru_cache(maxsize=16384)
 def _forms(word: str) -> tuple[str, ...]:
-    """`word` and the word without what is written joined in front of it: a French or Italian
-    elision, or the Arabic article, conjunctions and prepositions."""
+    """`word` and, for Arabic, the word without the article, conjunctions and prepositions
+    written joined in front of it."""
     folded = fold(word)
-    if folded.isascii():
-        return (
-            folded,
-            *(
-                folded[len(elision) :]
-                for elision in _ELISIONS
-                if folded.startswith(elision)
-                and len(folded) - len(elision) >= 3
-                and folded[len(elision)] in _VOWELS
-            ),
-        )
-    if not "\u0600" <= folded[0] <= "\u06ff":
+    if folded.isascii() or not "\u0600" <= folded[0] <= "\u06ff":
         return (folded,)
     forms = [folded]
     for proclitic in _ARABIC_PROCLITICS:
@@ -128,6 +131,7 @@ class Cue:
     words: tuple[str, ...]
     stem: bool
     owners: list[str] = field(default_factory=list)
+    elides: bool = False  # a French or Italian word: seen after an elided article or pronoun
 
     def at(self, words: tuple[str, ...], start: int) -> bool:
         """Whether the cue's words begin at `words[start]`, as written (no typo)."""
@@ -136,6 +140,8 @@ class Cue:
         last = len(self.words) - 1
         for index, target in enumerate(self.words):
             forms = _forms(words[start + index])
+            if self.elides:
+                forms = (*forms, *_elided(forms[0]))
             if target in forms:
                 continue
             if not (index == last and self.stem and any(f.startswith(target) for f in forms)):
@@ -143,14 +149,23 @@ class Cue:
         return True
 
     def typo_of(self, typed: str) -> bool:
-        """Whether `typed` (folded, repeats squeezed) is this one-word cue with one error."""
+        """Whether `typed` (folded, repeats squeezed) is this one-word cue with one typing
+        error, or with two letters swapped around another ("ablemden" for "abmelden": the same
+        letters in another order, which one more error would not give "kemarin" for
+        "keluarin")."""
         target = _squeeze(self.words[0])
-        if not self.stem:
-            return OSA.distance(typed, target, score_cutoff=1) <= 1
-        return any(
-            OSA.distance(typed[:n], target, score_cutoff=1) <= 1
-            for n in range(len(target) - 1, min(len(target) + 1, len(typed)) + 1)
+        candidates = (
+            (typed,)
+            if not self.stem
+            else tuple(
+                typed[:n] for n in range(len(target) - 1, min(len(target) + 1, len(typed)) + 1)
+            )
         )
+        for candidate in candidates:
+            distance = OSA.distance(candidate, target, score_cutoff=2)
+            if distance <= 1 or (distance == 2 and sorted(candidate) == sorted(target)):
+                return True
+        return False
 
 
 class Lexicon:
@@ -180,6 +195,7 @@ class Lexicon:
         self._by_initial: dict[str, list[Cue]] = {}
         self._typo_by_initial: dict[str, list[Cue]] = {}
         for cue in by_key.values():
+            cue.elides = not _ELIDING.isdisjoint(cue.owners)
             self._by_initial.setdefault(cue.words[0][0], []).append(cue)
             if typos and len(cue.words) == 1 and len(_squeeze(cue.words[0])) >= _TYPO_MIN_LETTERS:
                 self._typo_by_initial.setdefault(cue.words[0][0], []).append(cue)
@@ -189,7 +205,7 @@ class Lexicon:
         for start, word in enumerate(words):
             forms = _forms(word)
             matched = False
-            for initial in {form[0] for form in forms if form}:
+            for initial in {form[0] for form in (*forms, *_elided(forms[0])) if form}:
                 for cue in self._by_initial.get(initial, ()):
                     if cue.at(words, start):
                         matched = True

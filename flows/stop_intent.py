@@ -7,8 +7,9 @@ be honoured). A message that says the opposite ("don't stop the promos", "jangan
 promo") gets no question. The rules, in the order they are tried, each with the reason it gives
 (the reason goes into the ledger evidence of the decision that follows, key `stop_intent`):
 
-1. The stop-sign emoji alone (`STOP_EMOJI`), or with please, a raised hand or anger
-   (`_EMOJI_COMPANIONS`): ``stop-sign emoji 🛑 on its own``.
+1. The stop-sign emoji alone (`STOP_EMOJI`), or with other emoji that do not approve
+   (`_EMOJI_APPROVAL`: a heart, a thumbs up) and only politeness or stop words beside it:
+   ``stop-sign emoji 🛑 on its own``.
 2. A negation of a stop word (`negations` of any locale, at word boundaries): no question.
 3. A locale file's opt-out phrase (`[intents]`, via `KeywordMatcher.opt_out_intent`):
    ``phrase "stop sending me these" (en)``.
@@ -58,8 +59,9 @@ EVIDENCE_KEY: Final = "stop_intent"
 STOP_EMOJI: Final = frozenset({"🛑", "⛔", "🚫", "🔕", "📵"})
 """Emoji that, sent alone, say stop: stop sign, no entry, prohibited, muted bell, no phones."""
 
-#: Emoji that may go with a stop sign without changing what it says (please, a raised hand, anger).
-_EMOJI_COMPANIONS: Final = frozenset({"🙏", "✋", "🤚", "🙅", "😡", "😠", "🤬", "❌"})
+#: Emoji that change what a stop sign says when they go with it (love, approval, joy): any other
+#: emoji (please, a raised hand, anger, rolled eyes, a wave) leaves it a wish to stop.
+_EMOJI_APPROVAL: Final = frozenset("❤😍🥰👍😊🙂😀😁😄😃💕💖💗👌🎉🤩😘♥")
 #: Characters that may ride along an emoji: variation selectors, zero-width joiner, skin tones,
 #: the female and male signs of gendered emoji (🙅‍♀️).
 _EMOJI_EXTRAS: Final = re.compile("[\ufe0e\ufe0f\u200d\U0001f3fb-\U0001f3ff\u2640\u2642\\s]")
@@ -87,6 +89,7 @@ class StopWords:
     message_words: tuple[str, ...] = ()
     contact_words: tuple[str, ...] = ()
     refusals: tuple[str, ...] = ()
+    too_many: tuple[str, ...] = ()
     business_words: tuple[str, ...] = ()
 
 
@@ -238,6 +241,7 @@ class StopIntentScorer:
         self._message_cues = lexicon("message_words")
         self._contact_cues = lexicon("contact_words")
         self._refusals = lexicon("refusals")
+        self._too_many = lexicon("too_many")
         self._business = lexicon("business_words")
         spellings = [
             *(
@@ -291,11 +295,13 @@ class StopIntentScorer:
             rule = self._negations.get(gram)
             if rule is not None:
                 return f'"{rule.shown}" ({", ".join(rule.owners)})'
-        stops = list(self._stop_cues.find(words))
-        for _, end, refusal in self._refusals.find(words):
-            for start, _, stop in stops:
-                if end <= start <= end + _NEGATION_REACH:
-                    return f'"{refusal.shown} {stop.shown}" ({", ".join(refusal.owners)})'
+        for part in _BREAKS.split(text):
+            sentence = split_words(normalise_text(part))
+            stops = list(self._stop_cues.find(sentence))
+            for _, end, refusal in self._refusals.find(sentence) if stops else ():
+                for start, _, stop in stops:
+                    if end <= start <= end + _NEGATION_REACH:
+                        return f'"{refusal.shown} {stop.shown}" ({", ".join(refusal.owners)})'
         return None
 
     def _cues(
@@ -329,8 +335,10 @@ class StopIntentScorer:
         found = pair(stops, messages, adjacent=context.business)
         if found is not None or context.business:
             return found
-        found = pair(stops, list(self._contact_cues.find(words))) or pair(
-            list(self._refusals.find(words)), messages
+        found = (
+            pair(stops, list(self._contact_cues.find(words)))
+            or pair(list(self._refusals.find(words)), messages)
+            or pair(list(self._too_many.find(words)), messages)
         )
         if found is not None:
             return found
@@ -406,14 +414,16 @@ class StopIntentScorer:
             if rule is not None:
                 locale = self._locale(rule.owners, preferred)
                 return StopIntent(locale, None, f'phrase "{rule.shown}" ({", ".join(rule.owners)})')
-        for start, end, gram in self._grams(core):
+        # "the courier had the wrong number", "basta così, confermo l'ordine": a short phrase
+        # beside the business is about the business.
+        for start, end, gram in () if context.business else self._grams(core):
             rule = self._short.get(gram)
             if rule is None or end != len(core):
                 continue
             if any(start <= self._before.get(code, 3) for code in rule.owners):
                 locale = self._locale(rule.owners, preferred)
                 return StopIntent(locale, None, f'phrase "{rule.shown}" ({", ".join(rule.owners)})')
-        typo = self._typo(text, _written(part))
+        typo = None if context.business else self._typo(text, _written(part))
         if typo is not None:
             locale = self._locale(typo.owners, preferred)
             return StopIntent(locale, None, f"typo of {typo.shown} ({', '.join(typo.owners)})")
@@ -429,7 +439,7 @@ class StopIntentScorer:
         bare = _EMOJI_EXTRAS.sub("", text)
         signs = [char for char in bare if char in STOP_EMOJI]
         symbols = [char for char in bare if unicodedata.category(char)[0] in "SCo"]
-        if signs and all(char in STOP_EMOJI or char in _EMOJI_COMPANIONS for char in symbols):
+        if signs and _EMOJI_APPROVAL.isdisjoint(symbols):
             # Beside the sign, only politeness or stop words: "🛑 bitte", "🛑🛑 bas".
             words = split_words(normalise_text(bare))
             if all(word in self._fillers or self._is_stop_word(word) for word in words):
