@@ -28,11 +28,11 @@ CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 WHO = ev.ContactRef(wa_id="15551234567", user_id=None)
 ASKED_OR_STOPPED = frozenset({Trigger.STOP_ALL, Trigger.STOP_CATEGORY, Trigger.OPT_OUT_INTENT})
-#: Regression floors of the held-out measure, set below the last blind figures (round four:
-#: recall 0.78, near misses asked 0.04); the goal is 1.00 and at most 0.02, and no near miss is
-#: ever opted out (tests/corpus/README.md reports every round).
-RECALL_FLOOR = 0.75
-ASKED_CEILING = 0.05
+#: Regression floors of the held-out measure, set just below the last blind figures (round
+#: five: recall 0.84, near misses asked 0.05); the goal is 1.00 and at most 0.02, and no near
+#: miss is ever opted out (tests/corpus/README.md reports every round).
+RECALL_FLOOR = 0.8
+ASKED_CEILING = 0.06
 
 
 @cache
@@ -74,16 +74,16 @@ def cases(kind: str) -> list[tuple[str, str]]:
 # the corpus itself --------------------------------------------------------------------------
 
 
-def test_the_corpus_covers_every_locale_with_a_held_out_share() -> None:
-    # A quarter was held out in round one; each later round's held-out lists joined the tuning
-    # lists once measured, and the newest round is the held-out share (README "How it was built").
+def test_the_corpus_covers_every_locale_with_a_quarter_held_out() -> None:
+    # Each round's held-out lists join the tuning lists once measured; the newest round is the
+    # held-out share, at least a quarter (README "How it was built").
     assert set(corpus()) == set(load_locales())
     for code, data in corpus().items():
         assert data["locale"] == code
         for kind in ("stop", "near_miss"):
             tuning, held_out = data[kind], data[f"held_out_{kind}"]
             assert len(tuning) + len(held_out) >= 40, (code, kind)
-            assert len(held_out) * 6 >= len(tuning) + len(held_out), (code, kind)
+            assert len(held_out) * 4 >= len(tuning) + len(held_out), (code, kind)
             assert not set(tuning) & set(held_out), (code, kind)
 
 
