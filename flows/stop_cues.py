@@ -80,6 +80,7 @@ _ELISIONS: Final = (
 )
 _VOWELS: Final = frozenset("AEIOUYH")
 _ELIDING: Final = frozenset({"fr", "it"})
+_PREFIX: Final = 3
 _REPEATS: Final = re.compile(r"(.)\1+")
 
 
@@ -190,13 +191,22 @@ class Lexicon:
             cue = by_key.setdefault((words, stem), Cue(text.lower(), words, stem))
             if code not in cue.owners:
                 cue.owners.append(code)
-        # Candidates by the first letter of their first word: each word is compared only with
-        # the entries it could match (a typo of the first letter is left to the sentence rule).
-        self._by_initial: dict[str, list[Cue]] = {}
+        # Candidates by their first word, as written or (a stem) by its first three letters:
+        # each word is compared only with the entries it could match; typo candidates by first
+        # letter (a typo of the first letter is left to the sentence rule).
+        self._by_first: dict[str, list[Cue]] = {}
+        self._by_prefix: dict[str, list[Cue]] = {}
+        self._short_stems: list[Cue] = []
         self._typo_by_initial: dict[str, list[Cue]] = {}
         for cue in by_key.values():
             cue.elides = not _ELIDING.isdisjoint(cue.owners)
-            self._by_initial.setdefault(cue.words[0][0], []).append(cue)
+            first = cue.words[0]
+            if not (cue.stem and len(cue.words) == 1):
+                self._by_first.setdefault(first, []).append(cue)
+            elif len(first) >= _PREFIX:
+                self._by_prefix.setdefault(first[:_PREFIX], []).append(cue)
+            else:
+                self._short_stems.append(cue)
             if typos and len(cue.words) == 1 and len(_squeeze(cue.words[0])) >= _TYPO_MIN_LETTERS:
                 self._typo_by_initial.setdefault(cue.words[0][0], []).append(cue)
 
@@ -205,9 +215,15 @@ class Lexicon:
         for start, word in enumerate(words):
             forms = _forms(word)
             matched = False
-            for initial in {form[0] for form in (*forms, *_elided(forms[0])) if form}:
-                for cue in self._by_initial.get(initial, ()):
-                    if cue.at(words, start):
+            seen: set[int] = set()
+            for form in (*forms, *_elided(forms[0])):
+                for cue in (
+                    *self._by_first.get(form, ()),
+                    *self._by_prefix.get(form[:_PREFIX], ()),
+                    *self._short_stems,
+                ):
+                    if id(cue) not in seen and cue.at(words, start):
+                        seen.add(id(cue))
                         matched = True
                         yield start, start + len(cue.words), cue
             if matched or forms[0] in self._not_typos:
