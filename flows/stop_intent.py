@@ -349,7 +349,11 @@ class StopIntentScorer:
             else []
         )
         if short:
-            cue = short[0][2]
+            # The contact's own language's word, else English, else any.
+            cue = min(
+                (hit[2] for hit in short),
+                key=lambda c: (preferred not in c.owners, UNIVERSAL_LOCALE not in c.owners),
+            )
             return StopIntent(
                 self._locale(cue.owners, preferred),
                 None,
