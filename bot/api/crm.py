@@ -15,6 +15,7 @@ from aiohttp import web
 
 from bot.api.errors import api_error
 from bot.api.openapi import error_responses, json_response, nullable, ref
+from bot.api.paging import page_parameters, read_page
 from bot.appkeys import SERVICES
 from bot.crm.event_schemas import OPENAPI_EVENT_SCHEMAS, OPENAPI_WEBHOOKS
 from bot.crm.events import EVENT_TYPES
@@ -46,19 +47,13 @@ async def _receiver(services: Services) -> dict[str, Any]:
 async def list_deliveries(request: web.Request) -> web.Response:
     services: Services = request.app[SERVICES]
     query = request.query
-    try:
-        limit = int(query.get("limit", DEFAULT_LIMIT))
-    except ValueError:
-        return api_error(422, "invalid_request", "`limit` is a whole number")
-    if not 1 <= limit <= MAX_LIMIT:
-        return api_error(422, "invalid_request", f"`limit` is 1 to {MAX_LIMIT}")
+    asked = read_page(query, default=DEFAULT_LIMIT, maximum=MAX_LIMIT, is_cursor=is_cursor)
+    if isinstance(asked, web.Response):
+        return asked
     status_text = query.get("status")
     statuses = [s.value for s in DeliveryStatus]
     if status_text is not None and status_text not in statuses:
         return api_error(422, "invalid_request", f"`status` is one of {', '.join(statuses)}")
-    cursor = query.get("cursor")
-    if cursor is not None and not is_cursor(cursor):
-        return api_error(422, "invalid_request", "`cursor` is a `next_cursor` of a previous page")
     contact_id: int | None = None
     identifier = query.get("contact")
     if identifier:
@@ -69,8 +64,8 @@ async def list_deliveries(request: web.Request) -> web.Response:
     page = await DeliveryLog(services.redis).page(
         contact_id=contact_id,
         status=DeliveryStatus(status_text) if status_text else None,
-        limit=limit,
-        cursor=cursor,
+        limit=asked.limit,
+        cursor=asked.cursor,
     )
     return web.json_response(
         {
@@ -227,22 +222,9 @@ OPENAPI_PATHS: dict[str, Any] = {
                     "in": "query",
                     "schema": {"type": "string", "enum": [s.value for s in DeliveryStatus]},
                 },
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "schema": {
-                        "type": "integer",
-                        "minimum": 1,
-                        "maximum": MAX_LIMIT,
-                        "default": DEFAULT_LIMIT,
-                    },
-                },
-                {
-                    "name": "cursor",
-                    "in": "query",
-                    "description": "The `next_cursor` of the previous page.",
-                    "schema": {"type": "string", "pattern": "^[0-9]+-[0-9]+$"},
-                },
+                *page_parameters(
+                    default=DEFAULT_LIMIT, maximum=MAX_LIMIT, cursor_pattern="^[0-9]+-[0-9]+$"
+                ),
             ],
             "responses": {
                 "200": json_response("A page of deliveries.", ref("WebhookDeliveryPage")),

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from bot.api.errors import api_error
 from bot.api.openapi import error_responses, json_response, nullable, ref
+from bot.api.paging import page_parameters, read_page
 from bot.appkeys import SERVICES
 from bot.dead_events import (
     DEFAULT_LIMIT,
@@ -31,16 +32,10 @@ __all__ = ["OPENAPI_PATHS", "OPENAPI_SCHEMAS", "add_routes"]
 
 async def list_dead_events(request: web.Request) -> web.Response:
     services: Services = request.app[SERVICES]
-    try:
-        limit = int(request.query.get("limit", DEFAULT_LIMIT))
-    except ValueError:
-        return api_error(422, "invalid_request", "`limit` is a whole number")
-    if not 1 <= limit <= MAX_LIMIT:
-        return api_error(422, "invalid_request", f"`limit` is 1 to {MAX_LIMIT}")
-    cursor = request.query.get("cursor")
-    if cursor is not None and not is_dead_id(cursor):
-        return api_error(422, "invalid_request", "`cursor` is a `next_cursor` of a previous page")
-    page = await list_dead(services.redis, limit=limit, cursor=cursor)
+    asked = read_page(request.query, default=DEFAULT_LIMIT, maximum=MAX_LIMIT, is_cursor=is_dead_id)
+    if isinstance(asked, web.Response):
+        return asked
+    page = await list_dead(services.redis, limit=asked.limit, cursor=asked.cursor)
     return web.json_response(
         {
             "dead": [event.to_json() for event in page.events],
@@ -149,24 +144,9 @@ OPENAPI_PATHS: dict[str, Any] = {
             "summary": "Inbound events the workers gave up on, newest first",
             "description": "The newest DEAD_EVENTS_KEPT (default 100,000) are kept.",
             "tags": _TAGS,
-            "parameters": [
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "schema": {
-                        "type": "integer",
-                        "minimum": 1,
-                        "maximum": MAX_LIMIT,
-                        "default": DEFAULT_LIMIT,
-                    },
-                },
-                {
-                    "name": "cursor",
-                    "in": "query",
-                    "description": "The `next_cursor` of the previous page.",
-                    "schema": {"type": "string", "pattern": _DEAD_ID_PATTERN},
-                },
-            ],
+            "parameters": page_parameters(
+                default=DEFAULT_LIMIT, maximum=MAX_LIMIT, cursor_pattern=_DEAD_ID_PATTERN
+            ),
             "responses": {
                 "200": json_response("A page of dead events.", ref("DeadEventPage")),
                 **error_responses(422),
