@@ -90,3 +90,19 @@ async def test_the_choose_flow_grants_exactly_the_picked_category(tmp_path: Path
         ("granted", "order_updates")
     ]
     assert {r.category for r in rows if r.action == "pending"} == set(CATEGORIES)
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_links_into_docs_flows_md_find_their_flow() -> None:
+    """README links to single flows by their numbered headings: a flow added before them
+    renumbers them, and the link must follow."""
+    readme = (OUTPUT.parent.parent / "README.md").read_text(encoding="utf-8")
+    linked = re.findall(r"\(docs/flows\.md#([^)]+)\)", readme)
+    assert linked, "README links to no flow of docs/flows.md"
+    headings = re.findall(r"^#+ (.+)$", OUTPUT.read_text(encoding="utf-8"), flags=re.M)
+    anchors = {_anchor(h) for h in headings}
+    assert set(linked) <= anchors, sorted(set(linked) - anchors)
