@@ -177,7 +177,7 @@ DELIVERED: Final = _key(
     "bot.sender",
     _WEEK,
     _CUSTOMER,
-    "Meta's id of the sent message (it encodes the number)",
+    "Meta's id of the sent message (it encodes the number), or the sandbox's own of a kept one",
     "the value becomes an erased: digest; the key stays its 7 days (it stops a second send)",
 )
 SEND_ATTEMPT: Final = _key(
@@ -194,7 +194,7 @@ SEND_OUTCOME: Final = _key(
     "bot.send_guard",
     _WEEK,
     _CUSTOMER,
-    "Meta's id of the sent message (it encodes the number)",
+    "Meta's id of the sent message (it encodes the number), or the sandbox's own of a kept one",
     "the value becomes an erased: digest; the key stays its 7 days (it stops a second send)",
 )
 SEND_RATE: Final = _key(

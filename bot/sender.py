@@ -8,7 +8,9 @@ recorded and acknowledged a batch at a time (see `Sender._send_batch`), which is
 process keep up with a thousand messages a second. A temporary failure
 that outlived the client's own retries stays pending and is claimed again after
 `visibility_ms` by whichever sender is alive, this one or another.
-In sandbox mode the transport sends nothing and the transcript says `sandbox`.
+In sandbox mode the transport sends nothing and the transcript says `sandbox`; each message still
+gets a wamid of its own, as Meta's answer would give it, so a customer's tap on one of its
+buttons names it (Meta's `context`) and the flows can tell an old message from the open question.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,6 +34,7 @@ from bot.graph import CloudApiClient, GraphError
 from bot.metrics import Metrics
 from bot.outbound import OutboundMessage
 from bot.ratelimit import RateLimiter, sleep_until
+from bot.send_guard import SANDBOX_OUTCOME
 from bot.streams import (
     DEDUPE_TTL_SECONDS,
     OUTBOUND_GROUP,
@@ -54,18 +58,35 @@ class Transport(Protocol):
     sandbox: bool
 
     async def deliver(self, body: Mapping[str, Any]) -> str | None:
-        """Send `body`; return Meta's wamid (None in sandbox). Raise GraphError on failure."""
+        """Send `body`; return its wamid (Meta's `messages[0].id`, or the sandbox's own), or
+        None when only an earlier sandbox run's marker is known. Raise GraphError on failure."""
         ...
 
 
+SANDBOX_WAMID_PREFIX = "wamid.SANDBOX-OUT-"
+
+
+def sandbox_wamid() -> str:
+    """A wamid for a message the sandbox kept instead of sending: unique, like Meta's, and
+    recognisable in logs and transcripts as never having reached WhatsApp."""
+    return SANDBOX_WAMID_PREFIX + secrets.token_hex(16).upper()
+
+
 class SandboxTransport:
-    """Sandbox mode: nothing leaves the machine; the message is logged and kept in transcripts."""
+    """Sandbox mode: nothing leaves the machine; the message is logged and kept in transcripts.
+
+    It answers with a fresh wamid, as the Cloud API's `messages[0].id` does: the transcript
+    records it, the sandbox page puts it as the `context` of the message's buttons, and a tap on
+    an old message's button is then told apart from an answer to the open question, exactly as
+    it is with Meta.
+    """
 
     sandbox = True
 
     async def deliver(self, body: Mapping[str, Any]) -> str | None:
-        log.info("sandbox: not sent: %s", json.dumps(body, ensure_ascii=False)[:500])
-        return None
+        wamid = sandbox_wamid()
+        log.info("sandbox: not sent (%s): %s", wamid, json.dumps(body, ensure_ascii=False)[:500])
+        return wamid
 
 
 class GraphTransport:
@@ -120,6 +141,13 @@ BATCHES_IN_FLIGHT = 2
 
 def _delivered_key(message_id: str) -> str:
     return redis_keys.DELIVERED.format(message_id=message_id)
+
+
+def _marker_wamid(value: bytes | str) -> str | None:
+    """The wamid a delivered marker holds; None for the wamid-less marker an earlier version
+    wrote for a sandbox message."""
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    return None if text == SANDBOX_OUTCOME else text
 
 
 class Sender:
@@ -256,7 +284,9 @@ class Sender:
                 if wamid is None:
                     to_send.append((entry_id, message))
                 else:  # sent before, its record or acknowledgement lost: record it again
-                    outcomes.delivered(entry_id, message, str(wamid))
+                    outcomes.delivered(
+                        entry_id, message, _marker_wamid(wamid), sandbox=self._transport.sandbox
+                    )
         due = await self._limiter.reserve(len(to_send))
         by_contact: dict[int, list[tuple[float, str, OutboundMessage]]] = defaultdict(list)
         for slot, (entry_id, message) in zip(due, to_send, strict=True):
@@ -326,7 +356,7 @@ class Sender:
         self._metrics.send_latency.observe(time.perf_counter() - started)
         result = "sandbox" if self._transport.sandbox else "sent"
         self._metrics.outbound_messages.labels(result=result).inc()
-        outcomes.delivered(entry_id, message, wamid or "sandbox")
+        outcomes.delivered(entry_id, message, wamid, sandbox=self._transport.sandbox)
 
     async def _record(self, outcomes: _Outcomes) -> None:
         """Delivered markers first (so a redelivered entry is not sent again), then the
@@ -334,7 +364,8 @@ class Sender:
         if outcomes.wamids:
             pipe = self._redis.pipeline(transaction=False)
             for message_id, wamid in outcomes.wamids.items():
-                pipe.set(_delivered_key(message_id), wamid, ex=DEDUPE_TTL_SECONDS)
+                marker = wamid if wamid is not None else SANDBOX_OUTCOME
+                pipe.set(_delivered_key(message_id), marker, ex=DEDUPE_TTL_SECONDS)
             await pipe.execute()
         await self._transcript.mark_outbound_many(outcomes.marks)
         if self._on_failure is not None:
@@ -356,17 +387,18 @@ class _Outcomes:
     def __init__(self) -> None:
         self.entry_ids: list[str] = []
         self.marks: list[OutboundMark] = []
-        self.wamids: dict[str, str] = {}
+        self.wamids: dict[str, str | None] = {}
         self.failures: list[tuple[OutboundMessage, GraphError]] = []
 
-    def delivered(self, entry_id: str, message: OutboundMessage, wamid: str) -> None:
-        """Accepted by Meta (`wamid`), or kept in the sandbox (`wamid` is "sandbox")."""
+    def delivered(
+        self, entry_id: str, message: OutboundMessage, wamid: str | None, *, sandbox: bool
+    ) -> None:
+        """Accepted by Meta (`wamid`), or kept in the sandbox (under the sandbox's own wamid;
+        None only when an earlier version's marker says it was kept without one)."""
         self.entry_ids.append(entry_id)
         self.wamids[message.message_id] = wamid
-        if wamid == "sandbox":
-            self.marks.append(OutboundMark(message.message_id, status="sandbox"))
-        else:
-            self.marks.append(OutboundMark(message.message_id, status="sent", wamid=wamid))
+        status = "sandbox" if sandbox else "sent"
+        self.marks.append(OutboundMark(message.message_id, status=status, wamid=wamid))
 
     def failed(self, entry_id: str, message: OutboundMessage, error: GraphError) -> None:
         self.entry_ids.append(entry_id)

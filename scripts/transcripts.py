@@ -5,7 +5,10 @@ Each flow runs the whole service (webhook, workers, sender) in sandbox mode on t
 webhooks by the test suite's customer driver (`tests/fakes/chat.py`). What the document shows is
 therefore what the code does, not what someone remembered it to do; a test regenerates it and
 fails when the committed file is out of date. The output is deterministic: fixed numbers, no
-times, no ids.
+times, no ids. Every bot message that offers buttons or a list gets a number (`#1`) in place of
+its wamid, and each tap names the number of the message it was made on (Meta's `context`): a
+customer taps a message's own buttons, the newest by default (`tap`, `choose`), an older one
+when the flow says so.
 
     python scripts/transcripts.py [--output docs/flows.md]
 """
@@ -31,7 +34,7 @@ if str(ROOT) not in sys.path:
 from bot.settings import Settings  # noqa: E402
 from flows.mermaid import to_mermaid  # noqa: E402
 from flows.replies import ids  # noqa: E402
-from tests.fakes.chat import Chat, LogLine, chat_app  # noqa: E402
+from tests.fakes.chat import Chat, LogLine, Reply, chat_app  # noqa: E402
 
 BUSINESS = "Acme Shoes"
 APP_SECRET = "transcripts"
@@ -48,9 +51,27 @@ class Flow:
     settings: Mapping[str, Any] = field(default_factory=dict)
 
 
+async def tap(chat: Chat, button_id: str, title: str, *, on: Reply | None = None) -> None:
+    """The customer taps a reply button of message `on`, by default the newest offering it."""
+    message = on or await chat.offering(button_id)
+    await chat.tap(button_id, title, context=message.wamid)
+
+
+async def choose(chat: Chat, row_id: str, title: str) -> None:
+    """The customer picks a list row on the newest message offering it."""
+    message = await chat.offering(row_id)
+    await chat.choose(row_id, title, context=message.wamid)
+
+
+async def template_button(chat: Chat, payload: str, text: str) -> None:
+    """The customer taps a quick reply of the newest template offering it."""
+    message = await chat.offering(payload)
+    await chat.template_button(payload, text, context=message.wamid)
+
+
 async def _opt_in(chat: Chat) -> None:
     await chat.say("START")
-    await chat.tap(ids.OPTIN_YES, "Yes")
+    await tap(chat, ids.OPTIN_YES, "Yes")
 
 
 async def _already_opted_in(chat: Chat) -> None:
@@ -82,7 +103,7 @@ async def one_category(chat: Chat) -> None:
 async def clarify_answered(chat: Chat) -> None:
     await _already_opted_in(chat)
     await chat.say("please stop sending me these")
-    await chat.tap(ids.CLARIFY_STOP + "marketing", "Stop promotions")
+    await tap(chat, ids.CLARIFY_STOP + "marketing", "Stop promotions")
     await chat.show_consent()
 
 
@@ -95,7 +116,7 @@ async def clarify_silence(chat: Chat) -> None:
 
 async def preferences(chat: Chat) -> None:
     await chat.say("PREFERENCES")
-    await chat.choose(ids.PREFERENCE + "order_updates", "order updates")
+    await choose(chat, ids.PREFERENCE + "order_updates", "order updates")
     await chat.say("PREFERENCES")
     await chat.show_consent()
 
@@ -103,8 +124,16 @@ async def preferences(chat: Chat) -> None:
 async def double_opt_in(chat: Chat) -> None:
     await chat.say("START")
     await chat.show_consent()
-    await chat.tap(ids.OPTIN_YES, "Yes")
+    await tap(chat, ids.OPTIN_YES, "Yes")
     await chat.show_consent()
+
+
+async def choosing_categories(chat: Chat) -> None:
+    await chat.say("START")
+    await tap(chat, ids.OPTIN_CHOOSE, "Choose")
+    await choose(chat, ids.OPTIN_PICK + "order_updates", "order updates")
+    await chat.show_consent()
+    await chat.show_ledger()
 
 
 async def double_opt_in_declined(chat: Chat) -> None:
@@ -126,6 +155,18 @@ async def stop_while_asked(chat: Chat) -> None:
     await chat.show_consent()
 
 
+async def old_prompt_tapped(chat: Chat) -> None:
+    await chat.say("START")
+    first = await chat.offering(ids.OPTIN_YES)
+    await chat.say("STOP")
+    await chat.say("START")
+    await chat.show_consent()
+    tapped = await chat.tap(ids.OPTIN_YES, "Yes", context=first.wamid)
+    await chat.show_step(tapped)
+    await chat.show_consent()
+    await chat.show_ledger()
+
+
 async def business_asks_in_window(chat: Chat) -> None:
     await chat.say("Hi, I just signed up on your website")
     await chat.request("optin", ["marketing"], source="website", evidence={"form": "signup"})
@@ -135,7 +176,7 @@ async def business_asks_in_window(chat: Chat) -> None:
 
 async def business_asks_with_template(chat: Chat) -> None:
     await chat.request("optin", ["marketing"], source="website", evidence={"form": "signup"})
-    await chat.template_button(ids.OPTIN_YES, "Yes")
+    await template_button(chat, ids.OPTIN_YES, "Yes")
     await chat.show_consent()
 
 
@@ -227,6 +268,13 @@ FLOWS: tuple[Flow, ...] = (
         double_opt_in,
     ),
     Flow(
+        "Choosing categories one by one",
+        "A bare START asks for the default categories; its Choose button lists them, and each "
+        "one picked is granted on its own: the ledger records exactly that category, the rest "
+        "stay asked until YES, NO or the expiry.",
+        choosing_categories,
+    ),
+    Flow(
         "Double opt-in declined",
         "NO ends the request and nothing is granted.",
         double_opt_in_declined,
@@ -242,6 +290,13 @@ FLOWS: tuple[Flow, ...] = (
         "STOP wins in every state: the pending request ends, its timer is cancelled and "
         "everything is withdrawn.",
         stop_while_asked,
+    ),
+    Flow(
+        "A button of an earlier prompt",
+        "An answer belongs to its question: a tap on a message that no longer asks anything "
+        "(here the first prompt, ended by STOP) is kept in the transcript, changes nothing and "
+        "gets one short reply; the open prompt (#2) still waits for its own answer.",
+        old_prompt_tapped,
     ),
     Flow(
         "The business asks, while the customer's window is open",
@@ -327,15 +382,38 @@ def group_ledger_rows(log: list[LogLine]) -> list[list[LogLine]]:
     return groups
 
 
-def render_lines(lines: list[LogLine]) -> list[str]:
+def message_numbers(log: list[LogLine]) -> dict[str, str]:
+    """`#1`, `#2`… for the wamid of each message of the flow that offers something to tap, in
+    the order they were sent: what a tap's context is shown as (wamids change every run). None
+    in a flow where no tap names one of them: there is nothing to tell apart."""
+    numbers: dict[str, str] = {}
+    for line in log:
+        reply = line.reply
+        if reply is not None and reply.wamid and reply.choices and reply.wamid not in numbers:
+            numbers[reply.wamid] = f"#{len(numbers) + 1}"
+    if not any(line.who == "customer" and line.context in numbers for line in log):
+        return {}
+    return numbers
+
+
+def render_lines(lines: list[LogLine], numbers: Mapping[str, str]) -> list[str]:
     pad = " " * 13
     line = lines[0]
     if line.who == "customer":
+        on = numbers.get(line.context or "")
+        if on is not None and line.text.endswith("]"):
+            return [f"Customer   > {line.text[:-1]} on {on}]"]
         return [f"Customer   > {line.text}"]
     if line.who == "note":
         return [f"           … {line.text}"]
     if line.who == "state":
         return [f"           = {line.text}"]
+    if line.who == "rows":
+        width = max((len(row.action) for row in line.rows), default=0)
+        return [
+            "           = ledger, oldest first (action, category):",
+            *(pad + f"  {row.action.ljust(width)}  {row.category}" for row in line.rows),
+        ]
     if line.who == "ledger" and line.row is not None:
         row = line.row
         categories = ", ".join(other.row.category for other in lines if other.row is not None)
@@ -348,13 +426,19 @@ def render_lines(lines: list[LogLine]) -> list[str]:
     assert reply is not None
     text = reply.text.split("\n")
     out = [f"{BUSINESS} < {text[0]}", *(pad + t if t else "" for t in text[1:])]
+    number = numbers.get(reply.wamid or "")
+    # The message's number leads the first line of what can be tapped on it.
+    lead = iter([f"{number} "] if number else [])
+    indent = " " * (len(number) + 1) if number else ""
     if reply.buttons:
-        out.append(pad + " ".join(f"[{title}]" for _, title in reply.buttons))
+        buttons = " ".join(f"[{title}]" for _, title in reply.buttons)
+        out.append(pad + next(lead, indent) + buttons)
     for _, title, description in reply.rows:
-        out.append(pad + f"≡ {title}: {description}")
+        described = f": {description}" if description else ""
+        out.append(pad + next(lead, indent) + f"≡ {title}{described}")
     if reply.template is not None:
         language = reply.body["template"]["language"]["code"]
-        out.append(pad + f"(as template {reply.template}, language {language})")
+        out.append(pad + next(lead, "") + f"(as template {reply.template}, language {language})")
     if reply.status == "refused":
         out.append(pad + f"(NOT SENT: {reply.reason})")
     return out
@@ -369,7 +453,10 @@ def render(results: list[tuple[Flow, list[LogLine]]]) -> str:
         "Each flow below is a real run of optin-bot (sandbox mode, embedded stack), driven",
         "through signed webhooks as WhatsApp sends them. `>` is the customer, `<` the bot,",
         "`+` rows appended to the consent ledger (one per category), `…` something that",
-        "happens outside the chat, `=` the consent state at that point. Regenerate with",
+        "happens outside the chat, `=` the consent state (or the whole ledger) at that point.",
+        "Where the customer taps, each bot message that offers buttons or a list is numbered",
+        "(`#1`) and a tap names the message it was made on (`[taps Yes on #1]`), as Meta's",
+        "`context` does with the message's wamid. Regenerate with",
         "`python scripts/transcripts.py`.",
         "",
         "## The conversation state machine",
@@ -382,10 +469,22 @@ def render(results: list[tuple[Flow, list[LogLine]]]) -> str:
     ]
     for number, (flow, log) in enumerate(results, 1):
         parts += ["", f"## {number}. {flow.title}", "", flow.summary, "", "```text"]
+        numbers = message_numbers(log)
         for lines in group_ledger_rows(log):
-            parts += render_lines(lines)
+            parts += render_lines(lines, numbers)
         parts.append("```")
     return "\n".join(parts) + "\n"
+
+
+def flow_settings(database: Path, overrides: Mapping[str, Any]) -> Settings:
+    """The app's settings for flows run on the embedded stack with the SQLite file `database`."""
+    return Settings(
+        app_secret=APP_SECRET,
+        business_name=BUSINESS,
+        database_url=f"sqlite+aiosqlite:///{database}",
+        redis_url=f"memory://{uuid.uuid4().hex}",
+        **dict(overrides),
+    )
 
 
 async def generate() -> str:
@@ -396,13 +495,7 @@ async def generate() -> str:
     logs: dict[int, list[LogLine]] = {}
     with tempfile.TemporaryDirectory(prefix="optin-transcripts-") as workdir:
         for n, group in enumerate(groups.values()):
-            settings = Settings(
-                app_secret=APP_SECRET,
-                business_name=BUSINESS,
-                database_url=f"sqlite+aiosqlite:///{Path(workdir) / f'flows{n}.db'}",
-                redis_url=f"memory://{uuid.uuid4().hex}",
-                **dict(group[0][1].settings),
-            )
+            settings = flow_settings(Path(workdir) / f"flows{n}.db", group[0][1].settings)
             logs.update(await run_flows(group, settings))
     return render([(flow, logs[number]) for number, flow in enumerate(FLOWS, 1)])
 

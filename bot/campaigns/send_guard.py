@@ -89,6 +89,7 @@ class CampaignTransport:
                 )
             raise
         ids = parse_message_id(tag_of(body))
-        if wamid is not None and ids is not None:
+        # A sandbox wamid says the message was kept, not that Meta accepted it.
+        if wamid is not None and ids is not None and not self.sandbox:
             self._marks.add(ids[1])
         return wamid

@@ -3,7 +3,8 @@
 Chat bubbles come from the transcript: the customer's messages as the worker recorded them and
 the bot's as the Cloud API bodies it would have sent (`payload_json`), from which the reply
 buttons, list rows and template quick replies are rebuilt, so the person trying the bot taps
-exactly what a customer would. The side panel is the ledger's current state per category, the
+exactly what a customer would, on any message, old ones included: each button carries its own
+message's wamid as the tap's context. The side panel is the ledger's current state per category, the
 conversation's state, the 24-hour window and the last ledger rows.
 These are plain values; the templates render them (autoescaped).
 """
@@ -175,7 +176,10 @@ def bubble_of(entry: TranscriptEntry) -> Bubble | None:
         status=status,
         note=note,
         wamid=entry.wamid,
-        # Sandbox messages get no wamid from Meta; the context names our own message id.
+        # The sandbox gives each message it keeps a wamid, as Meta does, and a tap names it, so
+        # an old message's button is told apart from the open question's. A message kept
+        # before it did has none: its context names our own id, which nothing is bound to, so
+        # a tap on it counts as answering the open question.
         answer_to=entry.wamid or f"wamid.SANDBOX.{entry.message_id or entry.id}",
         **extra,
     )

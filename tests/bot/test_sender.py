@@ -11,6 +11,7 @@ from typing import Any
 from bot.graph import Recipient, text_message
 from bot.outbound import OutboundMessage
 from bot.roles import Role, start_loops
+from bot.sender import SANDBOX_WAMID_PREFIX
 from bot.services import Services, open_services
 from bot.streams import OUTBOUND_STREAM
 from tests.fakes.graph import FakeGraph
@@ -148,8 +149,12 @@ async def test_sandbox_sends_nothing_and_keeps_the_message(
                 return row if row is not None and row.status == "sandbox" else None
 
             row = await eventually(kept)
+            # Kept under a wamid of its own, as Meta's answer would give it, by which a tap on
+            # one of its buttons is bound to it.
+            assert row.wamid.startswith(SANDBOX_WAMID_PREFIX)
+            assert await services.transcript.message_id_of(row.wamid) == "m-4"
     assert graph.requests == []
-    assert row.text == "Hi" and row.wamid is None
+    assert row.text == "Hi"
 
 
 async def test_a_batch_is_sent_in_order_per_contact_and_recorded_together(

@@ -52,7 +52,24 @@ class Reply:
     status: str  # sandbox | sent | failed | refused | queued
     reason: str | None  # why it failed or was refused
     body: Mapping[str, Any]
-    wamid: str | None = None  # Meta's id once the message was sent (live mode)
+    wamid: str | None = None  # Meta's id once sent (live mode), the sandbox's own once kept
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        """The ids of everything the customer can tap on this message: reply buttons, list
+        rows and a template's quick-reply payloads."""
+        quick_replies = tuple(
+            str(parameter["payload"])
+            for component in (self.body.get("template") or {}).get("components", [])
+            if component.get("sub_type") == "quick_reply"
+            for parameter in component.get("parameters", [])
+            if "payload" in parameter
+        )
+        return (
+            *(i for i, _ in self.buttons),
+            *(i for i, _, _ in self.rows),
+            *quick_replies,
+        )
 
     @property
     def buttons(self) -> tuple[tuple[str, str], ...]:
@@ -110,12 +127,16 @@ class LedgerRow:
 
 @dataclass(frozen=True, slots=True)
 class LogLine:
-    """One step of a conversation: `who` is customer, bot, ledger, note or state."""
+    """One step of a conversation: `who` is customer, bot, ledger, note, state or rows (the
+    whole ledger, `rows`). A customer's tap keeps the wamid of the message it answers
+    (`context`), so a transcript can say which message that was."""
 
     who: str
     text: str
     reply: Reply | None = None
     row: LedgerRow | None = None
+    context: str | None = None
+    rows: tuple[LedgerRow, ...] = ()
 
 
 @dataclass
@@ -222,7 +243,9 @@ class Chat:
         payload = message_webhook(
             wa_id, {"id": wamid, **message}, name=self.name, phone_number_id=self.phone_number_id
         )
-        self._note("customer", shown, wa_id)
+        context = message.get("context")
+        answered = str(context["id"]) if isinstance(context, Mapping) else None
+        self._note("customer", shown, wa_id, context=answered)
         await self.post(payload)
         if wait:
             await self.settle(wa_id)
@@ -243,7 +266,10 @@ class Chat:
         context: str | None = None,
         wait: bool = True,
     ) -> str:
-        """The customer taps a reply button of an interactive message (`button_reply`)."""
+        """The customer taps a reply button of an interactive message (`button_reply`).
+
+        `context` is the wamid of the message the button belongs to (`offering` finds it);
+        without one, a wamid nobody recorded, which counts as answering the open question."""
         message: dict[str, Any] = {
             "type": "interactive",
             "interactive": {
@@ -261,12 +287,14 @@ class Chat:
         description: str = "",
         *,
         wa_id: str | None = None,
+        context: str | None = None,
         wait: bool = True,
     ) -> str:
-        """The customer picks a row of an interactive list (`list_reply`)."""
+        """The customer picks a row of an interactive list (`list_reply`) of the message
+        `context` (as for `tap`)."""
         message = {
             "type": "interactive",
-            "context": {"from": BUSINESS_NUMBER, "id": _wamid()},
+            "context": {"from": BUSINESS_NUMBER, "id": context or _wamid()},
             "interactive": {
                 "type": "list_reply",
                 "list_reply": {"id": row_id, "title": title, "description": description},
@@ -275,12 +303,19 @@ class Chat:
         return await self.send_message(message, wa_id=wa_id, shown=f"[chooses {title}]", wait=wait)
 
     async def template_button(
-        self, payload: str, text: str, *, wa_id: str | None = None, wait: bool = True
+        self,
+        payload: str,
+        text: str,
+        *,
+        wa_id: str | None = None,
+        context: str | None = None,
+        wait: bool = True,
     ) -> str:
-        """The customer taps a quick-reply button of a template (Meta's `button` type)."""
+        """The customer taps a quick-reply button of a template (Meta's `button` type) of the
+        message `context` (as for `tap`)."""
         message = {
             "type": "button",
-            "context": {"from": BUSINESS_NUMBER, "id": _wamid()},
+            "context": {"from": BUSINESS_NUMBER, "id": context or _wamid()},
             "button": {"payload": payload, "text": text},
         }
         return await self.send_message(
@@ -437,6 +472,14 @@ class Chat:
             for row in outbound
         ]
 
+    async def offering(self, choice_id: str, wa_id: str | None = None) -> Reply:
+        """The newest message sent to the contact that offers `choice_id` (a reply button, list
+        row or quick reply): the one a customer taps it on."""
+        for _, reply in reversed(await self.all_replies(wa_id)):
+            if choice_id in reply.choices:
+                return reply
+        raise AssertionError(f"no message offered {choice_id!r}")
+
     def graph_requests(self) -> list[Any]:
         """The bodies the fake Graph server received since the last call (live mode)."""
         assert self.graph is not None, "no FakeGraph: the app runs in sandbox mode"
@@ -463,12 +506,39 @@ class Chat:
         self._note("state", f"consent: {listed}", wa_id)
         return statuses
 
+    async def show_step(self, wamid: str, wa_id: str | None = None) -> str:
+        """The conversation step the transcript recorded for the customer's message `wamid`,
+        also written to the log (for transcripts)."""
+        wa_id = wa_id or self.wa_id
+        contact_id = await self.contact_id(wa_id)
+        rows = await self.services.transcript.list_for_contact(
+            contact_id, limit=1000, flow_steps=True
+        )
+        steps = [
+            r.text or ""
+            for r in rows
+            if r.direction == "flow"
+            and json.loads(r.payload_json or "{}").get("event_id") == f"msg:{wamid}"
+        ]
+        assert len(steps) == 1, f"{len(steps)} steps recorded for {wamid}"
+        self._note("note", f"the transcript keeps it, with the step {steps[0]}", wa_id)
+        return steps[0]
+
     async def ledger(self, wa_id: str | None = None) -> list[LedgerRow]:
         """Every ledger row of the contact, oldest first."""
         contact = await self.services.contacts.find(wa_id or self.wa_id)
         if contact is None or contact.id is None:
             return []
         return [LedgerRow.of(r) for r in await self.services.ledger.events(contact.id)]
+
+    async def show_ledger(self, wa_id: str | None = None) -> list[LedgerRow]:
+        """`ledger()`, also written to the log as one line (for transcripts)."""
+        wa_id = wa_id or self.wa_id
+        rows = await self.ledger(wa_id)
+        prefix = "" if wa_id == self.wa_id else f"({wa_id}) "
+        text = "; ".join(f"{row.action} {row.category}" for row in rows)
+        self.log.append(LogLine("rows", prefix + f"ledger: {text}", rows=tuple(rows)))
+        return rows
 
     async def state(self, wa_id: str | None = None) -> str:
         """Where the contact's conversation stands (idle, awaiting_optin...)."""
@@ -482,9 +552,9 @@ class Chat:
     def _cursor(self, wa_id: str) -> _Cursor:
         return self._cursors.setdefault(wa_id, _Cursor())
 
-    def _note(self, who: str, text: str, wa_id: str) -> None:
+    def _note(self, who: str, text: str, wa_id: str, *, context: str | None = None) -> None:
         prefix = "" if wa_id == self.wa_id else f"({wa_id}) "
-        self.log.append(LogLine(who, prefix + text))
+        self.log.append(LogLine(who, prefix + text, context=context))
 
     async def _log_new(self, wa_id: str) -> None:
         cursor = self._cursor(wa_id)

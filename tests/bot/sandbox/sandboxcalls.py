@@ -56,10 +56,14 @@ class SandboxPage:
         assert status == 200, answer
         return answer
 
-    async def tap(self, kind: str, reply_id: str, title: str) -> dict[str, Any]:
-        status, answer = await self.post(
-            "/sandbox/api/send", {"type": kind, "id": reply_id, "title": title}
-        )
+    async def tap(
+        self, kind: str, reply_id: str, title: str, *, context: str | None = None
+    ) -> dict[str, Any]:
+        """Tap a choice; `context` names the message it is on, as the page's buttons do."""
+        body = {"type": kind, "id": reply_id, "title": title}
+        if context is not None:
+            body["context"] = context
+        status, answer = await self.post("/sandbox/api/send", body)
         assert status == 200, answer
         return answer
 
@@ -96,6 +100,13 @@ class SandboxPage:
 
         result: str = await eventually(found, within=within)
         return result
+
+
+def choice_context(bubble_html: str, reply_id: str) -> str:
+    """The context a tap on `reply_id` in this bubble sends: its message's wamid."""
+    found = re.search(rf'data-id="{re.escape(reply_id)}"[^>]*data-context="([^"]+)"', bubble_html)
+    assert found is not None, f"no {reply_id} choice in the bubble"
+    return found.group(1)
 
 
 def status_of(panel_html: str, category: str) -> str:

@@ -3,6 +3,7 @@ answers in the state the page polls, CSRF, escaping, and the business panel."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -15,8 +16,9 @@ from aiohttp.test_utils import TestClient
 
 from bot.app import create_app
 from bot.appkeys import SERVICES
+from bot.sender import SANDBOX_WAMID_PREFIX
 from bot.services import Services
-from tests.bot.sandbox.sandboxcalls import SandboxPage, csrf_token, status_of
+from tests.bot.sandbox.sandboxcalls import SandboxPage, choice_context, csrf_token, status_of
 from tests.fakes.webhooks import dumps, eventually
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
@@ -136,6 +138,54 @@ async def test_start_then_tapping_yes_opts_in(any_stack_client: TestClient[Any, 
     panel = await page.panel_until('data-state="idle"')
     assert status_of(panel, "marketing") == "opted_in"
     assert "granted" in panel
+
+
+async def test_a_button_of_an_old_prompt_changes_nothing(
+    any_stack_client: TestClient[Any, Any],
+) -> None:
+    """Each bot message the sandbox keeps has a wamid, and its buttons name it: a tap on the
+    first prompt's Yes, after STOP and a second START, is answered as a question no longer open
+    and grants nothing, while the second prompt's Yes still answers it.
+
+    Bug pinned: sandbox messages had no wamid, so every tap, an old message's too, was taken as
+    an answer to the open question, and the sandbox could not show a stale button at all."""
+    services = services_of(any_stack_client)
+    page = await SandboxPage.open(any_stack_client, CUSTOMER)
+    await page.say("START")
+    first = await page.until("sb-bot", "would like to send you", "optin:yes")
+    first_context = choice_context(first, "optin:yes")
+    assert first_context.startswith(SANDBOX_WAMID_PREFIX)
+    assert f'data-wamid="{first_context}"' in first
+    await page.say("STOP")
+    await page.until("sb-bot", "You are unsubscribed")
+    # Meta stamps messages to the second, and a START in the same second as a STOP resolves to
+    # the STOP (README, "Order"): the customer writes again a second later.
+    await asyncio.sleep(1.1)
+    await page.say("START")
+
+    async def second_prompt() -> str | None:
+        await page.poll()
+        prompts = [b for b in page.bubbles if "sb-bot" in b and "optin:yes" in b]
+        return prompts[1] if len(prompts) == 2 else None
+
+    second_context = choice_context(await eventually(second_prompt), "optin:yes")
+    assert second_context not in (first_context, "")
+    await page.panel_until('data-state="awaiting_optin"')
+    contact = await services.contacts.find(CUSTOMER)
+    assert contact is not None and contact.id is not None
+    rows = len(await services.ledger.events(contact.id))
+
+    await page.tap("button_reply", "optin:yes", "Yes", context=first_context)
+    await page.until("sb-bot", "That question from Acme Shoes is no longer open")
+    panel = await page.panel_until('data-state="awaiting_optin"')
+    for category in services.language.categories:
+        assert status_of(panel, category.name) == "pending"
+    assert len(await services.ledger.events(contact.id)) == rows
+
+    await page.tap("button_reply", "optin:yes", "Yes", context=second_context)
+    panel = await page.panel_until('data-state="idle"', "granted")
+    for category in services.language.categories:
+        assert status_of(panel, category.name) == "opted_in"
 
 
 async def test_preferences_list_rows_toggle_a_category(client: TestClient[Any, Any]) -> None:
