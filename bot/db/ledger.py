@@ -29,7 +29,13 @@ from bot.db.ledger_append import (
     check_change,
     upsert_conversation,
 )
-from bot.db.ledger_verify import ChainProblem, ProblemKind, VerifyReport, verify_chains
+from bot.db.ledger_verify import (
+    ChainProblem,
+    ProblemKind,
+    VerifyReport,
+    decided_states_page,
+    verify_chains,
+)
 from bot.db.models import utcnow
 from flows.consent import ConsentStatus, Method, Source
 
@@ -203,24 +209,9 @@ class LedgerRepository:
         by (contact_id, category), read ``batch`` rows at a time in short transactions."""
         after: tuple[int, str] | None = None
         while True:
-            statement = select(ConsentState, ConsentEvent).join(
-                ConsentEvent, col(ConsentEvent.id) == col(ConsentState.last_event_id)
+            statement = decided_states_page(
+                after, batch, None if since is None else col(ConsentState.updated_at) >= since
             )
-            if since is not None:
-                statement = statement.where(col(ConsentState.updated_at) >= since)
-            if after is not None:
-                statement = statement.where(
-                    or_(
-                        col(ConsentState.contact_id) > after[0],
-                        and_(
-                            col(ConsentState.contact_id) == after[0],
-                            col(ConsentState.category) > after[1],
-                        ),
-                    )
-                )
-            statement = statement.order_by(
-                col(ConsentState.contact_id), col(ConsentState.category)
-            ).limit(batch)
             async with self._sessions() as session:
                 rows = list((await session.exec(statement)).all())
             for state, event in rows:

@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
-from sqlalchemy import and_, func, or_
+from sqlalchemy import ColumnElement, and_, func, or_
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import Select
 
 from bot.db.consent_models import (
     GENESIS_HASH,
@@ -66,6 +67,30 @@ class ProblemKind(StrEnum):
     UNKEYED_AFTER_KEYED = "unkeyed_after_keyed"  # a MAC stripped from a keyed chain
     WRONG_CONTACT = "wrong_contact"  # a row moved to a contact its chain does not belong to
     STATE_MISMATCH = "state_mismatch"  # consent_states differs from the ledger's last decision
+
+
+def decided_states_page(
+    after: tuple[int, str] | None, batch: int, condition: ColumnElement[bool] | None = None
+) -> Select[ConsentState, ConsentEvent]:
+    """One page of current states with the ledger row that decided each, by (contact_id,
+    category) after `after`, optionally filtered: read by `ledger verify` and by the
+    projection's consumers alike."""
+    statement = select(ConsentState, ConsentEvent).join(
+        ConsentEvent, col(ConsentEvent.id) == col(ConsentState.last_event_id)
+    )
+    if condition is not None:
+        statement = statement.where(condition)
+    if after is not None:
+        statement = statement.where(
+            or_(
+                col(ConsentState.contact_id) > after[0],
+                and_(
+                    col(ConsentState.contact_id) == after[0],
+                    col(ConsentState.category) > after[1],
+                ),
+            )
+        )
+    return statement.order_by(col(ConsentState.contact_id), col(ConsentState.category)).limit(batch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,24 +481,13 @@ class _Verifier:
         it names must be the last decision of its chain for that category, with that status."""
         after: tuple[int, str] | None = None
         while True:
-            statement = select(ConsentState, ConsentEvent).join(
-                ConsentEvent, col(ConsentEvent.id) == col(ConsentState.last_event_id)
+            statement = decided_states_page(
+                after,
+                self._batch,
+                None
+                if self._contact_id is None
+                else col(ConsentState.contact_id) == self._contact_id,
             )
-            if self._contact_id is not None:
-                statement = statement.where(col(ConsentState.contact_id) == self._contact_id)
-            if after is not None:
-                statement = statement.where(
-                    or_(
-                        col(ConsentState.contact_id) > after[0],
-                        and_(
-                            col(ConsentState.contact_id) == after[0],
-                            col(ConsentState.category) > after[1],
-                        ),
-                    )
-                )
-            statement = statement.order_by(
-                col(ConsentState.contact_id), col(ConsentState.category)
-            ).limit(self._batch)
             pairs: list[tuple[ConsentState, ConsentEvent]] = await self._fetch(statement)
             self.states_checked += len(pairs)
             problems = await self._state_problems(pairs)
