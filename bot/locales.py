@@ -201,15 +201,20 @@ def _check_limits(path: Path, catalog: LocaleCatalog) -> None:
                 )
 
 
-def load_locale_file(path: Path) -> LocaleCatalog:
-    """One validated locale file (checks that need the other files are in `load_locales`)."""
+def _read_toml(path: Path) -> dict[str, Any]:
+    """`path` as TOML, or a `LocaleError` naming the file and what is wrong with it."""
     try:
         with path.open("rb") as handle:
-            data = tomllib.load(handle)
+            return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise LocaleError(path, "(syntax)", str(exc)) from None
     except OSError as exc:
         raise LocaleError(path, "(file)", str(exc)) from None
+
+
+def load_locale_file(path: Path) -> LocaleCatalog:
+    """One validated locale file (checks that need the other files are in `load_locales`)."""
+    data = _read_toml(path)
     _table(path, data, "", _SECTIONS)
     header = data["locale"]
     if not isinstance(header, dict):
@@ -298,13 +303,7 @@ _STOP_LISTS = (
 
 
 def _stop_words_file(path: Path) -> StopWords:
-    try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise LocaleError(path, "(syntax)", str(exc)) from None
-    except OSError as exc:
-        raise LocaleError(path, "(file)", str(exc)) from None
+    data = _read_toml(path)
     _table(path, data, "", (*_STOP_LISTS, "max_words_before"))
     before = data["max_words_before"]
     if not isinstance(before, int) or isinstance(before, bool) or not 0 <= before <= 10:
