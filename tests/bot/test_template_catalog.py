@@ -88,7 +88,7 @@ async def test_a_marketing_template_without_a_way_out_is_refused(rig: Rig) -> No
     with pytest.raises(TemplateRefused) as unknown:
         await guard.check("never_approved", "en_US")
     assert unknown.value.code == "unknown_template"
-    with pytest.raises(TemplateRefused, match="no language 'fr'.*it has en_US, es"):
+    with pytest.raises(TemplateRefused, match=r"no language 'fr'.*it has en_US, es"):
         await guard.check("spring_sale", "fr")
     assert await guard.languages("spring_sale") == {"es", "en_US"}
 
