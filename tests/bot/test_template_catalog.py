@@ -90,7 +90,7 @@ async def test_a_marketing_template_without_a_way_out_is_refused(rig: Rig) -> No
     assert unknown.value.code == "unknown_template"
     with pytest.raises(TemplateRefused, match=r"no language 'fr'.*it has en_US, es"):
         await guard.check("spring_sale", "fr")
-    assert await guard.languages("spring_sale") == {"es", "en_US"}
+    assert await guard.languages("spring_sale") == frozenset({"es", "en_US"})
 
 
 async def test_one_read_of_the_list_serves_many_checks_until_it_is_old(rig: Rig) -> None:
