@@ -151,9 +151,15 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
                 "maxLength": TEXT_BODY_MAX,
                 "pattern": "\\S",
                 "x-error-detail": "must not be blank",
-                "description": "A free-form text (not blank): only inside the 24-hour window.",
+                "description": "A free-form text (not blank): only inside the 24-hour window. "
+                "Of a marketing category, it ends with the contact's language's opt-out line "
+                '("Reply STOP to unsubscribe.") unless it holds one already.',
             },
-            "template": ref("MessageTemplate"),
+            "template": {
+                **ref("MessageTemplate"),
+                "description": "An approved template; a MARKETING one must carry a way out (a "
+                "stop quick reply or a footer naming the stop word).",
+            },
         },
         "oneOf": [{"required": ["text"]}, {"required": ["template"]}],
         "x-error-detail": "must have exactly one of `text` or `template`",
