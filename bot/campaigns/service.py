@@ -79,7 +79,8 @@ class CampaignService:
             await guard.check(name, other)
 
     async def create(self, data: object) -> Created:
-        """Validate and store a draft campaign; raises SpecError."""
+        """Validate and store a draft campaign; raises SpecError, or TemplateRefused for a
+        template without a way out."""
         now = self._clock()
         spec = spec_from_json(
             data,
