@@ -146,6 +146,11 @@ def describe_mode(settings: Settings) -> list[str]:
         lines.append("webhook signatures are NOT checked (WHATSAPP_APP_SECRET unset)")
     if settings.api_token is None and not settings.sandbox:
         lines.append("API_TOKEN unset: /v1 and /console answer 401")
+    if not settings.sandbox and settings.business_account_id is None:
+        lines.append(
+            "WHATSAPP_BUSINESS_ACCOUNT_ID unset: templates are sent without checking that "
+            "marketing ones carry an opt-out (each is logged once and counted)"
+        )
     return lines
 
 
