@@ -4,6 +4,10 @@ The command talks to the database (and Redis, for the pace) directly through the
 `CampaignService` as the API, so it works with no server running; sending is still done by the
 `sender` role (or `serve`). `status` draws a live progress bar with rich until the campaign
 completes or pauses (Ctrl-C leaves it running); `--once` prints one snapshot.
+
+`create`, `start` and `resume` check the template's way out like the API (the account's template
+list, read from Meta with `WHATSAPP_BUSINESS_ACCOUNT_ID`): a refusal is printed with its code and
+exits 2.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -29,6 +34,7 @@ from bot.campaigns.throttle import Throttle
 from bot.db.engine import create_engine, session_factory
 from bot.db.ledger_keys import attach_keys
 from bot.ledger_key import ledger_keys
+from bot.message_templates import TemplateRefused, TemplatesUnavailable, template_guard
 from bot.redisconn import connect_redis
 from bot.services import StartupError, load_language
 from bot.settings import Settings
@@ -100,14 +106,20 @@ async def _service(settings: Settings) -> AsyncIterator[CampaignService]:
         max_connections=settings.redis_max_connections,
         pool_timeout=settings.redis_pool_timeout,
     )
+    # Only needed to read Meta's template list (a token and WHATSAPP_BUSINESS_ACCOUNT_ID).
+    http = None if settings.sandbox else aiohttp.ClientSession(raise_for_status=False)
     try:
         yield CampaignService(
             CampaignRepository(session_factory(engine)),
             Throttle(redis, settings.phone_number_id),
             categories=[c.name for c in language.categories],
             default_optout_threshold=settings.quality_guard_optout_rate,
+            templates=template_guard(settings, redis, language.catalogs, language.matcher, http),
+            template_languages=dict(settings.template_languages),
         )
     finally:
+        if http is not None:
+            await http.close()
         await redis.aclose()
         await engine.dispose()
 
@@ -150,7 +162,10 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
             if command == "create":
                 try:
                     created = await service.create(_create_body(args))
-                except (SpecError, ValueError, OSError) as exc:
+                except TemplateRefused as exc:
+                    errors.print(f"optin-bot: campaign refused ({exc.code}): {exc}")
+                    return 2
+                except (SpecError, ValueError, OSError, TemplatesUnavailable) as exc:
                     errors.print(f"optin-bot: campaign refused: {exc}")
                     return 2
                 campaign = created.campaign
@@ -175,6 +190,12 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
                 except TransitionError as exc:
                     errors.print(f"optin-bot: {exc}")
                     return 1
+                except TemplateRefused as exc:
+                    errors.print(f"optin-bot: campaign refused ({exc.code}): {exc}")
+                    return 2
+                except TemplatesUnavailable as exc:
+                    errors.print(f"optin-bot: campaign refused: {exc}")
+                    return 2
                 console.print(f"campaign {campaign.id} is {campaign.status}")
                 return 0
             if command == "list":

@@ -122,6 +122,7 @@ class ConversationRunner:
         hooks: Hooks | None = None,
     ) -> None:
         self._settings = settings
+        self._unlisted_locales: set[str] = set()
         self._language = language
         self._classifier = Classifier(
             language.matcher, language.categories, stop_intent=language.stop_intent
@@ -276,10 +277,26 @@ class ConversationRunner:
         return await self._transcript.message_id_of(event.context_wamid)
 
     def _optin_template(self, locale: str) -> TemplateRef | None:
+        """OPTIN_TEMPLATE in the contact's language: TEMPLATE_LANGUAGES's for their locale,
+        else the locale code itself, which is logged once per locale so that an operator whose
+        templates are approved as `es_MX` sees why a Spanish prompt asked Meta for `es`."""
         name = self._settings.optin_template
         if name is None:
             return None
-        return TemplateRef(name, self._settings.template_language(locale))
+        language = self._settings.template_language(locale)
+        if locale not in dict(self._settings.template_languages) and (
+            locale not in self._unlisted_locales
+        ):
+            self._unlisted_locales.add(locale)
+            log.info(
+                "OPTIN_TEMPLATE %s goes to contacts of locale %s in language %s (the locale "
+                "code itself): TEMPLATE_LANGUAGES lists no template language for %s",
+                name,
+                locale,
+                language,
+                locale,
+            )
+        return TemplateRef(name, language)
 
     def _change(self, record: ConsentRecord, event: ev.Event) -> ConsentChange:
         return ConsentChange(

@@ -238,7 +238,29 @@ def load_locale_file(path: Path) -> LocaleCatalog:
         messages=MappingProxyType(_messages(path, data["messages"])),
     )
     _check_limits(path, catalog)
+    _check_opt_out_footer(path, catalog)
     return catalog
+
+
+def _check_opt_out_footer(path: Path, catalog: LocaleCatalog) -> None:
+    """The line appended to free-form marketing texts must tell the customer a stop word of
+    their own language, written as they would type it (capitals where the script has them):
+    a way out the customer cannot read is none."""
+    line = catalog.messages["opt_out_footer"]
+    words = split_words(normalise_text(line))
+    raw = line.split()
+    for keyword in catalog.keywords["stop_all"]:
+        wanted = split_words(normalise_text(keyword))
+        size = len(wanted)
+        found = any(words[i : i + size] == wanted for i in range(len(words) - size + 1))
+        if found and any(keyword in token and token.upper() == token for token in raw):
+            return
+    raise LocaleError(
+        path,
+        "messages.opt_out_footer",
+        "must name one of the locale's stop_all words as written there (e.g. "
+        f"{catalog.keywords['stop_all'][0]!r})",
+    )
 
 
 def _claim(seen: dict[str, _Origin], word: str, origin: _Origin, what: str) -> None:

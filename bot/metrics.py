@@ -111,6 +111,14 @@ class Metrics:
             ["task"],
             registry=self.registry,
         )
+        self.templates_opt_out_unknown = Counter(
+            "optin_templates_opt_out_unknown",
+            "Templates sent without knowing whether they carry an opt-out (no "
+            "WHATSAPP_BUSINESS_ACCOUNT_ID, or a template the sandbox's list does not name), "
+            "by template name",
+            ["template"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "optin_queue_depth",
             "Entries in each queue",

@@ -316,6 +316,17 @@ CAMPAIGN_THROTTLE_DEBOUNCE: Final = _key(
     _NONE,
     "that a slow-down report was counted just now",
 )
+# -- Templates ------------------------------------------------------------------------------------
+TEMPLATE_LIST: Final = _key(
+    "optin:templates:{waba_id}",
+    "hash",
+    "bot.message_templates.catalog",
+    "read again from Meta after 10 minutes; the key lives 24 hours (TTL) as the fallback when "
+    "Meta cannot be read",
+    _NONE,
+    "the WhatsApp Business Account's template list: per template name, each language's "
+    "category, status and opt-out, and when the list was read",
+)
 # -- CRM sync -------------------------------------------------------------------------------------
 CRM_OUTBOX: Final = _key(
     "optin:crm:{shard}",

@@ -37,6 +37,7 @@ from bot.graph import CloudApiClient
 from bot.hooks import Hooks
 from bot.ledger_key import ledger_keys
 from bot.locales import LocaleError, load_locales, load_stop_words
+from bot.message_templates import TemplateGuard, template_guard
 from bot.metrics import Metrics
 from bot.outbound import OutboundQueue
 from bot.redis_snapshot import RedisSnapshot, SnapshotError
@@ -72,6 +73,8 @@ class Services:
     window: WindowStore
     gate: ConsentGate
     hooks: Hooks
+    #: Whether a template may go: a marketing one must carry a way out (`bot.message_templates`).
+    templates: TemplateGuard
     crm: CrmSync | None = None  # set when BUSINESS_WEBHOOK_URL is
     #: Set on the embedded Redis with a file (`EMBEDDED_REDIS_FILE`): the web app waits for it
     #: before acknowledging a write, so what it acknowledged survives a restart.
@@ -143,6 +146,11 @@ def describe_mode(settings: Settings) -> list[str]:
         lines.append("webhook signatures are NOT checked (WHATSAPP_APP_SECRET unset)")
     if settings.api_token is None and not settings.sandbox:
         lines.append("API_TOKEN unset: /v1 and /console answer 401")
+    if not settings.sandbox and settings.business_account_id is None:
+        lines.append(
+            "WHATSAPP_BUSINESS_ACCOUNT_ID unset: templates are sent without checking that "
+            "marketing ones carry an opt-out (each is logged once and counted)"
+        )
     return lines
 
 
@@ -237,6 +245,7 @@ async def open_services(settings: Settings, *, auto_migrate: bool) -> AsyncItera
         crm = open_crm_sync(settings, redis, ledger)
         if crm is not None:
             crm.register(hooks)
+        metrics = Metrics(shared_dir=settings.metrics_dir)
         yield Services(
             settings=settings,
             redis=redis,
@@ -249,13 +258,21 @@ async def open_services(settings: Settings, *, auto_migrate: bool) -> AsyncItera
             inbound_queue=InboundQueue(redis),
             outbound_queue=OutboundQueue(redis, transcript),
             transport=transport,
-            metrics=Metrics(shared_dir=settings.metrics_dir),
+            metrics=metrics,
             consumer=consumer_name(),
             language=language,
             timers=TimerStore(redis),
             window=window,
             gate=ConsentGate(ledger, window, language.categories),
             hooks=hooks,
+            templates=template_guard(
+                settings,
+                redis,
+                language.catalogs,
+                language.matcher,
+                http,
+                unknown=metrics.templates_opt_out_unknown,
+            ),
             crm=crm,
             snapshot=snapshot,
         )

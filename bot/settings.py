@@ -91,6 +91,10 @@ class Settings:
     optin_template: str | None = None
     reconsent_template: str | None = None
     template_languages: tuple[tuple[str, str], ...] = ()
+    #: `WHATSAPP_BUSINESS_ACCOUNT_ID`: the account whose template list tells each template's
+    #: category and whether it carries an opt-out (`bot.message_templates`); unset with a token,
+    #: templates go out unchecked, with a warning.
+    business_account_id: str | None = None
     generic_optin_policy: str = "refuse"
     business_webhook_url: str | None = None
     business_webhook_secret: str | None = None
@@ -400,6 +404,12 @@ def load_settings(
 
     ledger_key_id = _key_id(get("LEDGER_KEY_ID") or "1", "LEDGER_KEY_ID")
 
+    business_account_id = get("WHATSAPP_BUSINESS_ACCOUNT_ID")
+    if business_account_id is not None and not business_account_id.isdigit():
+        raise SettingsError(
+            "WHATSAPP_BUSINESS_ACCOUNT_ID", "must be the account's numeric id (digits only)"
+        )
+
     return Settings(
         access_token=get("WHATSAPP_ACCESS_TOKEN"),
         phone_number_id=phone_number_id,
@@ -440,6 +450,7 @@ def load_settings(
         optin_template=get("OPTIN_TEMPLATE"),
         reconsent_template=get("RECONSENT_TEMPLATE"),
         template_languages=tuple(languages),
+        business_account_id=business_account_id,
         generic_optin_policy=choice("GENERIC_OPTIN_POLICY", "refuse", ("refuse", "accept")),
         business_webhook_url=webhook_url,
         business_webhook_secret=get("BUSINESS_WEBHOOK_SECRET"),

@@ -75,6 +75,7 @@ REQUIRED_MESSAGES: Mapping[str, frozenset[str]] = MappingProxyType(
         "optin_picked": frozenset({"business", "category"}),
         "category_list_separator": frozenset(),
         "category_list_last_separator": frozenset(),
+        "opt_out_footer": frozenset(),
     }
 )
 """Message key -> the exact set of `{placeholders}` its text must use."""

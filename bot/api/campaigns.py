@@ -3,7 +3,10 @@
 The dispatcher (sender role) does the sending; this module only writes the campaign's settings
 and status, so a request never waits on a campaign. Errors: 422 `invalid_campaign` (the detail
 names the field), 404 `unknown_campaign`, 409 `invalid_transition` (the campaign's status does
-not allow it, e.g. resuming a running campaign).
+not allow it, e.g. resuming a running campaign), 422 `template_without_opt_out` /
+`unknown_template` (creating, starting or resuming a campaign whose template is MARKETING without
+a way out, or not in the account's template list; see `bot.message_templates`), 503
+`templates_unavailable` (the template list cannot be read).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from bot.campaigns.service import TRANSITIONS, CampaignService
 from bot.campaigns.spec import MAX_RATE, SpecError
 from bot.campaigns.throttle import Throttle
 from bot.db.engine import session_factory
+from bot.message_templates import TemplateRefused, TemplatesUnavailable
 from bot.services import Services
 
 
@@ -29,7 +33,15 @@ def campaign_service(services: Services) -> CampaignService:
         Throttle(services.redis, services.settings.phone_number_id),
         categories=[c.name for c in services.language.categories],
         default_optout_threshold=services.settings.quality_guard_optout_rate,
+        templates=services.templates,
+        template_languages=dict(services.settings.template_languages),
     )
+
+
+def _template_problem(exc: TemplateRefused | TemplatesUnavailable) -> web.Response:
+    if isinstance(exc, TemplateRefused):
+        return api_error(422, exc.code, str(exc))
+    return api_error(503, "templates_unavailable", str(exc))
 
 
 def _campaign_id(request: web.Request) -> int | None:
@@ -49,6 +61,8 @@ async def create(request: web.Request) -> web.Response:
         created = await service.create(data)
     except SpecError as exc:
         return api_error(422, "invalid_campaign", str(exc))
+    except (TemplateRefused, TemplatesUnavailable) as exc:
+        return _template_problem(exc)
     assert created.campaign.id is not None
     report = await service.report(created.campaign.id)
     assert report is not None
@@ -98,6 +112,8 @@ def _action(action: str) -> Any:
             return api_error(404, "unknown_campaign", f"no campaign {campaign_id}")
         except TransitionError as exc:
             return api_error(409, "invalid_transition", str(exc))
+        except (TemplateRefused, TemplatesUnavailable) as exc:
+            return _template_problem(exc)
         report = await service.report(campaign_id)
         return web.json_response(report)
 
@@ -131,7 +147,10 @@ def _errors(*statuses: int) -> dict[str, Any]:
         415: "the body is not application/json (`unsupported_media_type`)",
         404: "no such campaign (`unknown_campaign`)",
         409: "the campaign's status does not allow this (`invalid_transition`)",
-        422: "the campaign is refused; `detail` names the field (`invalid_campaign`)",
+        422: "the campaign is refused; `detail` names the field (`invalid_campaign`), or its "
+        "template is MARKETING without a way out (`template_without_opt_out`) or not in the "
+        "account's template list (`unknown_template`)",
+        503: "the account's template list cannot be read from Meta (`templates_unavailable`)",
     }
     return {
         str(s): {"description": meaning[s], "content": {"application/json": {"schema": _ERROR}}}
@@ -153,6 +172,8 @@ def _transition(action: str, summary: str) -> dict[str, Any]:
             **_errors(404, 409),
         },
     }
+    if action in ("start", "resume"):
+        operation["responses"].update(_errors(422, 503))
     if action == "pause":
         operation["responses"].update(_errors(400, 413, 415, 422))
         operation["requestBody"] = {
@@ -188,7 +209,7 @@ OPENAPI_PATHS: dict[str, Any] = {
                     "recipients and which are unknown",
                     "content": {"application/json": {"schema": _CAMPAIGN}},
                 },
-                **_errors(400, 413, 415, 422),
+                **_errors(400, 413, 415, 422, 503),
             },
         },
         "get": {

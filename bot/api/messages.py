@@ -7,6 +7,13 @@ a business never has to guess why a message did not go. Accepted messages go thr
 outbound queue and rate limit as the bot's own replies; the answer is our message id, under
 which the transcript follows its delivery. With an `Idempotency-Key`, a retried request queues
 nothing new and gets the same answer.
+
+Every marketing message carries a way out. A template is checked against the account's template
+list (`bot.message_templates`): a MARKETING template without an opt-out quick reply or footer is
+refused with 422 `template_without_opt_out`, a template the list does not hold with 422
+`unknown_template`, and 503 `templates_unavailable` answers while the list cannot be read. A
+free-form text of a marketing category ends with the contact's language's opt-out line ("Reply
+STOP to unsubscribe.").
 """
 
 from __future__ import annotations
@@ -35,10 +42,13 @@ from bot.appkeys import SERVICES
 from bot.db.models import Contact
 from bot.graph import MessageBuildError, template_message, text_message
 from bot.graph.builders import TEXT_BODY_MAX
+from bot.message_templates import TemplateRefused, TemplatesUnavailable
+from bot.message_templates.footer_line import LineDoesNotFit, with_opt_out_line
 from bot.outbound import OutboundMessage
 from bot.replies import recipient
 from bot.send_guard import TAG_FIELD
 from bot.services import Services
+from flows.consent import CategoryKind
 from flows.effects import Purpose
 from flows.gate import ALLOWING, Reason
 
@@ -141,9 +151,15 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
                 "maxLength": TEXT_BODY_MAX,
                 "pattern": "\\S",
                 "x-error-detail": "must not be blank",
-                "description": "A free-form text (not blank): only inside the 24-hour window.",
+                "description": "A free-form text (not blank): only inside the 24-hour window. "
+                "Of a marketing category, it ends with the contact's language's opt-out line "
+                '("Reply STOP to unsubscribe.") unless it holds one already.',
             },
-            "template": ref("MessageTemplate"),
+            "template": {
+                **ref("MessageTemplate"),
+                "description": "An approved template; a MARKETING one must carry a way out (a "
+                "stop quick reply or a footer naming the stop word).",
+            },
         },
         "oneOf": [{"required": ["text"]}, {"required": ["template"]}],
         "x-error-detail": "must have exactly one of `text` or `template`",
@@ -209,12 +225,18 @@ OPENAPI_PATHS: dict[str, Any] = {
                     404,
                     409,
                     *BODY_ERROR_STATUSES,
+                    503,
                     descriptions={
                         409: "The consent gate refused: `error` is one of "
                         + ", ".join(f"`{r}`" for r in _REFUSALS)
                         + "; or `idempotency_conflict`.",
-                        422: "The body is invalid (`invalid_request`) or `to` is not a contact "
-                        "identifier (`invalid_contact`).",
+                        422: "The body is invalid (`invalid_request`), `to` is not a contact "
+                        "identifier (`invalid_contact`), the template is MARKETING without a "
+                        "way out (`template_without_opt_out`: no quick reply or footer naming "
+                        "a stop word) or not in the account's template list "
+                        "(`unknown_template`).",
+                        503: "The account's template list cannot be read from Meta and none "
+                        "is cached (`templates_unavailable`): retry later.",
                     },
                 ),
             },
@@ -307,6 +329,33 @@ def _queued(
     }
 
 
+async def _with_way_out(
+    services: Services, contact: Contact, body: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """The body as it may go: a template checked for its way out (refused as an
+    `ApiProblem`), a marketing text with the opt-out line appended."""
+    template = body.get("template")
+    if template is not None:
+        try:
+            await services.templates.check(template["name"], _language(template["language"]))
+        except TemplateRefused as exc:
+            raise ApiProblem(422, exc.code, str(exc)) from None
+        except TemplatesUnavailable as exc:
+            raise ApiProblem(503, "templates_unavailable", str(exc)) from None
+        return body
+    category = services.gate.category(body["category"])
+    if category is None or category.kind is not CategoryKind.MARKETING:
+        return body
+    language = services.language
+    try:
+        text = with_opt_out_line(
+            body["text"], language.catalogs, contact.locale, language.default_locale
+        )
+    except LineDoesNotFit as exc:
+        raise ApiProblem(422, "invalid_request", str(exc)) from None
+    return {**body, "text": text}
+
+
 @answers_problems
 async def send_message(request: web.Request) -> web.StreamResponse:
     services: Services = request.app[SERVICES]
@@ -339,7 +388,7 @@ async def send_message(request: web.Request) -> web.StreamResponse:
             answer.decision.reason.value,
             refusal_detail(answer.decision.reason, category, known),
         )
-    message = _outbound(contact, body, message_id)
+    message = _outbound(contact, await _with_way_out(services, contact, body), message_id)
     queued = await services.outbound_queue.enqueue(message, now=datetime.now(UTC))
     answer_json = _queued(contact, body, message_id, answer.decision.reason.value, not queued)
     if idempotency.from_header:

@@ -27,6 +27,10 @@ and other campaigns share the number's rate; give SEND_RATE at least the campaig
 130429 the pace is halved for a while (`bot.campaigns.throttle`).
 Daily cap: recipients claimed since UTC midnight (counted in SQL when a drive starts, then
 locally); at the cap the campaign is `capped_until` the next UTC midnight.
+Language: each recipient gets the template in the language TEMPLATE_LANGUAGES gives for their
+locale, when the account's template list holds it; otherwise the campaign's own, and the reason
+(locale unknown, not listed, no such version) is logged once per campaign, locale and reason by
+the process driving it.
 The consent re-check is at most two chunks (about two fifths of a second of sending) before the
 message is queued: one chunk is prepared while the one before it is paced out. At a steady pace
 the outbound queue stays short, so it is also shortly before Meta.
@@ -60,6 +64,7 @@ from bot.campaigns.repository import CampaignRepository, criteria_of
 from bot.campaigns.throttle import Throttle, effective_rate
 from bot.db.transcript import TranscriptRepository
 from bot.leases import ShardLeases
+from bot.message_templates import TemplateGuard, TemplatesUnavailable
 from bot.outbound import OutboundMessage, OutboundQueue
 from bot.ratelimit import RateLimiter, sleep_until
 from bot.streams import InboundQueue
@@ -111,6 +116,8 @@ class DispatchContext:
     clock: Callable[[], datetime]
     page_size: int = 1000
     template_languages: Mapping[str, str] = field(default_factory=dict)
+    #: The account's template list, for which languages each template exists in.
+    templates: TemplateGuard | None = None
 
 
 class CampaignDispatcher:
@@ -178,6 +185,7 @@ class CampaignDrive:
         self._pace = 0.0
         self._day_ends: datetime | None = None
         self._claimed_today = 0
+        self._fallbacks: set[tuple[str | None, str]] = set()
 
     async def run(self) -> None:
         try:
@@ -294,7 +302,13 @@ class CampaignDrive:
             )
         return pace
 
-    def _template(self, campaign: Campaign) -> TemplateSettings:
+    async def _template(self, campaign: Campaign) -> TemplateSettings:
+        available: frozenset[str] | None = None
+        if self._c.templates is not None:
+            try:
+                available = await self._c.templates.languages(campaign.template_name)
+            except TemplatesUnavailable as exc:
+                log.warning("campaign %s: %s; languages are not checked", self._id, exc)
         return TemplateSettings(
             campaign_id=self._id,
             name=campaign.template_name,
@@ -304,7 +318,25 @@ class CampaignDrive:
             business_name=self._c.business_name,
             phone_number_id=self._c.phone_number_id,
             languages=self._c.template_languages,
+            available=available,
         )
+
+    def _log_fallbacks(self, template: TemplateSettings, who: Sequence[RecipientRef]) -> None:
+        """Say once per locale and reason why recipients get the campaign's language."""
+        for recipient in who:
+            language, reason = template.choose_language(recipient)
+            if reason is None or (recipient.locale, reason) in self._fallbacks:
+                continue
+            self._fallbacks.add((recipient.locale, reason))
+            log.info(
+                "campaign %s: template %s goes to contacts of locale %s in %s (the campaign's "
+                "language): %s",
+                self._id,
+                template.name,
+                recipient.locale or "(unknown)",
+                language,
+                reason,
+            )
 
     async def _check(
         self, criteria: Criteria, batch: Sequence[RecipientRef]
@@ -346,7 +378,8 @@ class CampaignDrive:
         contacts' streams (one call), ahead of the messages themselves."""
         if not chosen:
             return None
-        template = self._template(campaign)
+        template = await self._template(campaign)
+        self._log_fallbacks(template, [r for r, _ in chosen])
         now = self._c.clock()
         messages = [template_outbound(template, r, cats) for r, cats in chosen]
         await self._c.outbound.record(messages, now=now)

@@ -49,13 +49,32 @@ class TemplateSettings:
     phone_number_id: str
     # TEMPLATE_LANGUAGES: the template language of each contact locale the business listed.
     languages: Mapping[str, str] = field(default_factory=dict)
+    # The languages the account's template list holds of this template; None when unknown.
+    available: frozenset[str] | None = None
+
+    def choose_language(self, who: RecipientRef) -> tuple[str, str | None]:
+        """The recipient's language when TEMPLATE_LANGUAGES lists their locale (a Spanish
+        customer gets the Spanish template) and the template list holds it, else the
+        campaign's template language; with it, why the contact's own language was not used
+        (None when it was, or when the campaign's language is theirs)."""
+        locale = who.locale
+        if locale is None:
+            return self.language, "the contact's language is not known"
+        mapped = self.languages.get(locale)
+        if mapped is None:
+            if self.language.split("_")[0].lower() == locale:
+                return self.language, None
+            return self.language, f"TEMPLATE_LANGUAGES lists no template language for {locale}"
+        if self.available is not None and mapped not in self.available:
+            return self.language, (
+                f"TEMPLATE_LANGUAGES gives {mapped} for {locale}, but the template list holds "
+                f"no {mapped} version of {self.name}"
+            )
+        return mapped, None
 
     def language_for(self, who: RecipientRef) -> str:
-        """The recipient's language when TEMPLATE_LANGUAGES lists their locale (a Spanish
-        customer gets the Spanish template), else the campaign's template language."""
-        if who.locale is not None and who.locale in self.languages:
-            return self.languages[who.locale]
-        return self.language
+        """The language `choose_language` picks."""
+        return self.choose_language(who)[0]
 
 
 def message_id(campaign_id: int, recipient_id: int) -> str:

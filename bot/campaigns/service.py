@@ -3,11 +3,17 @@
 Both talk to the same repository (the command line needs no running server): create from the
 JSON form (`bot.campaigns.spec`), start / pause / resume with the allowed transitions, and the
 report of `bot.campaigns.report`.
+
+A campaign's template must carry a way out when it is MARKETING: it is checked against the
+account's template list (`bot.message_templates`) when the campaign is created, started and
+resumed (the list may have changed meanwhile), in its own language and in every language
+`TEMPLATE_LANGUAGES` may choose for a recipient that the list holds. A refusal raises
+`TemplateRefused`, which the API and the command line report with its code and detail.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +23,7 @@ from bot.campaigns.report import report_json, snapshot, summary_json
 from bot.campaigns.repository import CampaignRepository
 from bot.campaigns.spec import SpecError, spec_from_json
 from bot.campaigns.throttle import Throttle
+from bot.message_templates import TemplateGuard
 
 #: action -> (statuses it may start from, status it leads to)
 TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -47,16 +54,33 @@ class CampaignService:
         *,
         categories: Iterable[str],
         default_optout_threshold: float,
+        templates: TemplateGuard | None = None,
+        template_languages: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.repository = repository
         self._throttle = throttle
         self._categories = tuple(categories)
         self._threshold = default_optout_threshold
+        self._templates = templates
+        self._languages = dict(template_languages or {})
         self._clock = clock
 
+    async def check_template(self, name: str, language: str) -> None:
+        """Refuse (`TemplateRefused`) a template some recipient would get without a way out."""
+        guard = self._templates
+        if guard is None:
+            return
+        await guard.check(name, language)
+        listed = await guard.languages(name)
+        if listed is None:
+            return
+        for other in sorted((set(self._languages.values()) & listed) - {language}):
+            await guard.check(name, other)
+
     async def create(self, data: object) -> Created:
-        """Validate and store a draft campaign; raises SpecError."""
+        """Validate and store a draft campaign; raises SpecError, or TemplateRefused for a
+        template without a way out."""
         now = self._clock()
         spec = spec_from_json(
             data,
@@ -64,6 +88,7 @@ class CampaignService:
             now=now,
             default_optout_threshold=self._threshold,
         )
+        await self.check_template(spec.template.name, spec.template.language)
         contact_ids: list[int] | None = None
         unknown: list[str] = []
         if spec.contacts is not None:
@@ -76,8 +101,15 @@ class CampaignService:
         return Created(campaign, len(contact_ids or ()), tuple(unknown))
 
     async def act(self, campaign_id: int, action: str, *, reason: str | None = None) -> Campaign:
-        """start | pause | resume; raises LookupError or TransitionError."""
+        """start | pause | resume; raises LookupError, TransitionError or (start and resume
+        of a template without a way out) TemplateRefused."""
         allowed, to = TRANSITIONS[action]
+        if action in ("start", "resume"):
+            campaign = await self.repository.get(campaign_id)
+            if campaign is None:
+                raise LookupError(campaign_id)
+            if campaign.status in allowed:
+                await self.check_template(campaign.template_name, campaign.template_language)
         return await self.repository.transition(
             campaign_id,
             allowed_from=allowed,

@@ -123,6 +123,7 @@ class CampaignSending:
             phone_number_id=services.settings.phone_number_id,
             clock=clock,
             template_languages=dict(services.settings.template_languages),
+            templates=services.templates,
         )
         return cls(
             transport=CampaignTransport(

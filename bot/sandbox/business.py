@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot import redis_keys
+from bot.message_templates.sandbox import SANDBOX_RECONSENT_TEMPLATE
 from bot.sandbox.relay import LoopbackClient
 from bot.services import Services
 from flows.consent import Source
@@ -26,9 +27,6 @@ from flows.consent import Source
 SANDBOX_CONTACTS_KEY = redis_keys.SANDBOX_CONTACTS.name
 OPTINS_PATH = "/v1/optins"
 CAMPAIGNS_PATH = "/v1/campaigns"
-# No message leaves the machine in sandbox mode, so without RECONSENT_TEMPLATE any valid
-# template name shows what the campaign would send.
-SANDBOX_RECONSENT_TEMPLATE = "reconsent_request"
 RECONSENT_DEADLINE = timedelta(days=30)
 EVIDENCE = {"requested_by": "sandbox business panel"}
 

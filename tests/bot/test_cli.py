@@ -149,6 +149,7 @@ async def test_serve_with_a_token_accepts_a_signed_webhook_and_records_it(tmp_pa
         out = output_of(proc)
     assert "live mode: sending as number 106540352242922" in out
     assert "SANDBOX" not in out
+    assert "WHATSAPP_BUSINESS_ACCOUNT_ID unset: templates are sent without checking" in out
 
 
 async def test_serve_with_no_configuration_is_a_sandbox_on_embedded_defaults(

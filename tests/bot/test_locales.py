@@ -33,6 +33,7 @@ UI_PIECES = {
     "clarify_keep_button", "preferences_button", "preferences_section", "status_on",
     "status_off", "preferences_row_description", "category_list_separator",
     "category_list_last_separator", "choose_button", "optin_choices_button",
+    "opt_out_footer",  # the line appended to the business's own marketing text
 }  # fmt: skip
 
 
@@ -304,6 +305,14 @@ BROKEN = [
     pytest.param(
         lambda t: _replace(t, 'yes_button = "Yes"', "yes_button = Yes"),
         "(syntax)", "", id="toml-syntax",
+    ),
+    pytest.param(
+        lambda t: _replace(t, '"Reply STOP to unsubscribe."', '"You may unsubscribe any time."'),
+        "messages.opt_out_footer", "stop_all", id="opt-out-line-without-a-stop-word",
+    ),
+    pytest.param(
+        lambda t: _replace(t, '"Reply STOP to unsubscribe."', '"Reply stop to unsubscribe."'),
+        "messages.opt_out_footer", "stop_all", id="opt-out-line-stop-word-not-as-typed",
     ),
 ]  # fmt: skip
 

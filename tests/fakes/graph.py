@@ -8,6 +8,11 @@ scripted to fail, stall, reset connections or answer anything a test needs. When
 description is available it checks every body against `components/schemas/Message` and answers
 400 like Meta would, so a malformed message fails the test that sent it.
 
+It also serves the account's template list, `GET /{version}/{waba_id}/message_templates`, paged
+like Meta's (`limit`, the `after` cursor, `paging.next` on every page but the last), from
+`templates` (by default `default_templates()`: marketing templates with and without a way out,
+a utility one); `template_requests` records those reads.
+
     async with FakeGraph() as graph:
         client = CloudApiClient(session, base_url=graph.base_url, phone_number_id="123", ...)
         graph.fail_next(2, status=500)
@@ -26,6 +31,7 @@ import socket
 import struct
 import time
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -133,6 +139,57 @@ def meta_error_body(
     return {"error": error}
 
 
+def template_entry(
+    name: str,
+    language: str,
+    category: str,
+    *,
+    footer: str | None = None,
+    quick_replies: tuple[str, ...] = (),
+    body: str = "Hi {{1}}, this is a message from us.",
+) -> dict[str, Any]:
+    """One entry of Meta's template list."""
+    components: list[dict[str, Any]] = [{"type": "BODY", "text": body}]
+    if footer is not None:
+        components.append({"type": "FOOTER", "text": footer})
+    if quick_replies:
+        components.append(
+            {
+                "type": "BUTTONS",
+                "buttons": [{"type": "QUICK_REPLY", "text": t} for t in quick_replies],
+            }
+        )
+    return {
+        "name": name,
+        "language": language,
+        "category": category,
+        "components": components,
+        "status": "APPROVED",
+        "id": str(zlib.crc32(f"{name}:{language}".encode())),
+    }
+
+
+def default_templates() -> list[dict[str, Any]]:
+    """The fake account's templates: the campaigns' and the API tests' names with a way out,
+    a utility template, and a marketing template without one."""
+    return [
+        template_entry("spring_sale", "es", "MARKETING", quick_replies=("Stop promotions",)),
+        template_entry("spring_sale", "en_US", "MARKETING", quick_replies=("Stop promotions",)),
+        template_entry(
+            "reconsent_v2",
+            "en_US",
+            "MARKETING",
+            footer="Reply STOP to unsubscribe.",
+            quick_replies=("Yes", "No, thanks"),
+        ),
+        template_entry(
+            "weekly_deals", "es", "MARKETING", footer="Responde BAJA para darte de baja."
+        ),
+        template_entry("order_shipped", "en_US", "UTILITY"),
+        template_entry("flash_sale_no_opt_out", "en_US", "MARKETING", quick_replies=("Shop now",)),
+    ]
+
+
 def default_code_for_status(status: int) -> int:
     """The Meta code a failure of this HTTP status most likely carries."""
     if status == 429:
@@ -174,6 +231,12 @@ class FakeGraph:
         self.latency = 0.0
         self.requests: list[RecordedRequest] = []
         self.accepted: list[AcceptedMessage] = []
+        self.templates: list[dict[str, Any]] = default_templates()
+        self.template_requests: list[RecordedRequest] = []
+        self._template_failures: deque[int] = deque()
+        #: Names another host in the template list's `paging.next` (a test of where the
+        #: client refuses to send its token); None: this server.
+        self.next_page_host: str | None = None
         self._openapi_path = openapi_path
         self._schema: MessageSchema | None = None
         self._script: deque[_Scripted] = deque()
@@ -203,6 +266,7 @@ class FakeGraph:
             self._schema = message_schema_or_none(self._openapi_path)
         app = web.Application()
         app.router.add_post("/{version}/{phone_number_id}/messages", self._handle)
+        app.router.add_get("/{version}/{waba_id}/message_templates", self._template_list)
         self._server = TestServer(app, host="127.0.0.1", port=0)
         await self._server.start_server()
 
@@ -268,6 +332,47 @@ class FakeGraph:
         """Let `responder` answer requests no scripted action claims; None falls through to
         the default success. Pass None to remove it."""
         self._responder = responder
+
+    def fail_template_lists(self, n: int = 1, status: int = 500) -> None:
+        """Answer the next `n` template list reads with Meta's error of `status`."""
+        self._template_failures.extend(status for _ in range(n))
+
+    async def _template_list(self, request: web.Request) -> web.StreamResponse:
+        """Meta's template list, `limit` entries a page from the `after` cursor."""
+        self.template_requests.append(
+            RecordedRequest(
+                method=request.method,
+                path=request.path_qs,
+                version=request.match_info["version"],
+                phone_number_id=request.match_info["waba_id"],
+                headers=CIMultiDictProxy(CIMultiDict(request.headers)),
+                body=b"",
+                json=None,
+                received_at=time.monotonic(),
+                validation_error=None,
+                action="templates",
+            )
+        )
+        if self.access_token is not None and (
+            request.headers.get("Authorization") != f"Bearer {self.access_token}"
+        ):
+            return _json_response(401, meta_error_body(190))
+        if self._template_failures:
+            status = self._template_failures.popleft()
+            return _json_response(status, meta_error_body(default_code_for_status(status)))
+        limit = max(1, min(int(request.query.get("limit", "25")), 1000))
+        start = int(request.query.get("after") or "0")
+        page = self.templates[start : start + limit]
+        body: dict[str, Any] = {
+            "data": page,
+            "paging": {"cursors": {"before": str(start), "after": str(start + len(page))}},
+        }
+        if start + limit < len(self.templates):
+            following = request.url.update_query({"after": str(start + limit)})
+            if self.next_page_host is not None:
+                following = following.with_host(self.next_page_host)
+            body["paging"]["next"] = str(following)
+        return _json_response(200, body)
 
     def clear(self) -> None:
         """Forget recorded requests, pending scripted actions, the responder and latency."""

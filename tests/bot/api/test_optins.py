@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -317,3 +318,31 @@ def test_what_is_not_a_contact_identifier(text: str) -> None:
 )
 def test_a_wording_names_whatsapp_or_not(wording: str, named: bool) -> None:
     assert names_whatsapp(wording) is named
+
+
+async def test_the_optin_template_language_fallback_logs_its_reason(
+    stack_urls: tuple[str, str],
+    aiohttp_client: ClientFactory,
+    settings_for: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A locale TEMPLATE_LANGUAGES does not list gets the locale code as the template language,
+    and the log says so (once per locale), so an operator whose templates are approved as
+    `fr_FR` sees why Meta refused `fr`."""
+    client = await api_client(
+        aiohttp_client,
+        stack_urls,
+        settings_for,
+        optin_template="optin_confirm",
+        template_languages=(("es", "es_MX"),),
+    )
+    with caplog.at_level(logging.INFO, logger="bot.conversations"):
+        for contact, locale in (("+34612345678", "es"), ("+33612345678", "fr")):
+            body = optin_body(contact=contact, double_opt_in=True, locale=locale)
+            assert (await post(client, "/v1/optins", body))[0] == 202
+        await outbound(client, "33612345678")
+        await outbound(client, "34612345678")
+    reasons = [r.getMessage() for r in caplog.records if "OPTIN_TEMPLATE" in r.getMessage()]
+    assert len(reasons) == 1, reasons
+    assert "locale fr in language fr" in reasons[0]
+    assert "TEMPLATE_LANGUAGES lists no template language for fr" in reasons[0]
