@@ -227,7 +227,8 @@ def test_a_broken_stop_data_file_names_the_file_and_key(tmp_path: Path) -> None:
     (tmp_path / "en.toml").write_text(
         'phrases = ["a"]\nshort_phrases = ["b"]\nmax_words_before = -1\n'
         'negations = ["c"]\nfillers = ["d"]\nnot_typos = ["e"]\nstop_words = ["f"]\n'
-        'message_words = ["g"]\ncontact_words = ["h"]\nrefusals = ["i"]\ntoo_many = ["k"]\nbusiness_words = ["j"]\n',
+        'message_words = ["g"]\ncontact_words = ["h"]\nrefusals = ["i"]\ntoo_many = ["k"]\n'
+        'business_words = ["j"]\n',
         "utf-8",
     )
     with pytest.raises(LocaleError, match="max_words_before"):
