@@ -93,14 +93,14 @@ class KeywordStore:
         if origin is not None:
             query = query.where(col(KeywordVersion.origin) == origin)
         async with self._sessions() as session:
-            row = (await session.execute(query)).scalars().first()
+            row = (await session.exec(query)).first()
         return None if row is None else _stored(row)
 
     async def history(self, limit: int = 50) -> list[StoredVersion]:
         """The newest `limit` versions, newest first."""
         query = select(KeywordVersion).order_by(col(KeywordVersion.id).desc()).limit(limit)
         async with self._sessions() as session:
-            rows = (await session.execute(query)).scalars().all()
+            rows = (await session.exec(query)).all()
         return [_stored(row) for row in rows]
 
     async def record(

@@ -60,9 +60,11 @@ class TomlLines:
         key = tuple(path)
         if value is not None and key in self._spans:
             start, end = self._spans[key]
-            for number in range(start, end + 1):
-                if value in self._lines[number - 1]:
-                    return number
+            # The value as a whole string first ("STOP", not the start of "STOP IT").
+            for written in (f'"{value}"', f"'{value}'", value):
+                for number in range(start, end + 1):
+                    if written in self._lines[number - 1]:
+                        return number
         for end in range(len(key), 0, -1):
             found = self._first.get(key[:end])
             if found is not None:
