@@ -84,10 +84,7 @@ async def _overlay_of(request: web.Request, services: Services) -> tuple[Keyword
             text = await read_text(request)
             return base.parse(text), text
     except OverlayRefused as refused:
-        detail = "; ".join(
-            problem.describe(f"line {problem.line}" if problem.line else "")
-            for problem in refused.problems
-        )
+        detail = "; ".join(problem.describe() for problem in refused.problems)
         raise ApiProblem(422, "invalid_keywords", detail) from None
     raise ApiProblem(
         415,
