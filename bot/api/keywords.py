@@ -11,6 +11,8 @@ to every worker (within about a second) and in force in this process at once.
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from typing import Any, Final
 
 from aiohttp import web
@@ -106,8 +108,10 @@ async def put_keywords(request: web.Request) -> web.Response:
     if latest is None and overlay.empty:
         state = _state(None, services.keywords.current.keywords_version)
         return web.json_response({**state, "changed": False})
+    base = services.keywords.base
     try:
-        services.keywords.base.build(overlay, NO_OVERLAY_VERSION)
+        # About 0.1 s of CPU (the matcher): off the event loop.
+        language = await asyncio.to_thread(base.build, overlay, NO_OVERLAY_VERSION)
     except ValueError as exc:
         raise ApiProblem(422, "invalid_keywords", str(exc)) from None
     stored = await services.keyword_store.record(
@@ -117,7 +121,7 @@ async def put_keywords(request: web.Request) -> web.Response:
         changed_by=changed_by,
         remote=client_address(request, services.settings.trusted_proxies),
     )
-    services.keywords.put(services.keywords.base.build(overlay, stored.label))
+    services.keywords.put(replace(language, keywords_version=stored.label))
     await publish_version(services.redis, stored.label)
     return web.json_response({**_state(stored, stored.label), "changed": True})
 
