@@ -7,7 +7,7 @@ loads the newest version from the database, checks it against this process's loc
 swaps in a whole new `Language` (catalogs, keyword matcher, stop-intent scorer) in one
 assignment. A worker reads `current` once per event, so an event is handled entirely under one
 version, and a change reaches every worker within about a second. Should the Redis key be lost
-(Redis emptied), the next poll reads the database and writes the key again.
+(Redis emptied) or behind the database, the next poll writes it again from the database.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from bot import redis_keys
 from bot.conversations import NO_OVERLAY_VERSION, Language
@@ -92,9 +93,15 @@ class LanguageBase:
         return self.build(self.parse_data(stored.overlay), stored.label)
 
 
-async def publish_version(redis: Redis, label: str) -> None:
-    """Tell every worker that `label` is the version in force."""
-    await redis.set(VERSION_KEY, label)
+async def publish_version(redis: Redis, label: str, *, best_effort: bool = False) -> None:
+    """Tell every worker that `label` is the version in force. `best_effort` (at startup):
+    with Redis down, log and go on; the watchers write the key from the database later."""
+    try:
+        await redis.set(VERSION_KEY, label)
+    except (RedisError, OSError) as exc:
+        if not best_effort:
+            raise
+        log.warning("keywords version %s not published yet (Redis: %s)", label, exc)
 
 
 class LiveLanguage:
@@ -127,11 +134,11 @@ class LiveLanguage:
         if label == self._language.keywords_version:
             return False
         stored = await self._store.latest()
-        if label is None:
-            await self._redis.set(
-                VERSION_KEY, stored.label if stored else NO_OVERLAY_VERSION, nx=True
-            )
         newest = stored.label if stored else NO_OVERLAY_VERSION
+        if label != newest:
+            # The key was lost (Redis emptied), never written (Redis was down when a process
+            # started) or overtaken by a newer change: the database is the truth.
+            await self._redis.set(VERSION_KEY, newest)
         if newest in (self._language.keywords_version, self._refused):
             return False
         try:

@@ -271,7 +271,7 @@ async def open_services(settings: Settings, *, auto_migrate: bool) -> AsyncItera
         sessions = session_factory(engine)
         keyword_store = KeywordStore(sessions)
         language = await _language_in_force(settings, language, base, keyword_store)
-        await publish_version(redis, language.keywords_version)
+        await publish_version(redis, language.keywords_version, best_effort=True)
         transcript = TranscriptRepository(sessions)
         ledger = LedgerRepository(sessions)
         window = WindowStore(redis)

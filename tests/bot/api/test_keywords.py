@@ -176,6 +176,11 @@ async def test_a_change_reaches_another_worker_within_seconds(
             await web.redis.delete("optin:keywords:version")
             assert await worker.keywords.refresh() is False
             assert await web.redis.get("optin:keywords:version") == stored.label
+            # A key behind the database (a process that started while Redis was down published
+            # nothing) is brought forward too.
+            await web.redis.set("optin:keywords:version", NO_OVERLAY_VERSION)
+            assert await worker.keywords.refresh() is False
+            assert await web.redis.get("optin:keywords:version") == stored.label
         finally:
             stop.set()
             await watcher
