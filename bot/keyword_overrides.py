@@ -1,4 +1,4 @@
-"""The business's own keywords and reply texts, laid over the locale files: parse, check, apply.
+"""The business's own keywords and reply texts, laid over the locale files: parse and apply.
 
 A business tunes its words without code, as Twilio's Advanced Opt-Out and the big WhatsApp
 providers allow: a TOML file (`KEYWORDS_FILE`, or the same text through `PUT /v1/keywords`)
@@ -11,13 +11,9 @@ adds or removes opt-out, opt-in and help words per locale and replaces any reply
     [es.replies]
     stop_all_confirmation = "{business}: no recibirás más mensajes. Para volver, responde ALTA."
 
-The overlay is checked against the locale files it changes, with the locale files' own rules
-(`bot.locales`), because a mistake here reaches customers as surely as one there: a reply keeps
-exactly its placeholders, so it still names the business; a reply that told the customer how to
-stop or how to come back (STOP, START, ALTA...) still names a word that does it; titles fit
-WhatsApp's limits; a word keeps one meaning in every locale (never opt-out and opt-in at once);
-and none of the words US carriers and the FCC treat as opt-outs (`CARRIER_OPT_OUT_WORDS`) can be
-removed. Every refusal names the line of the TOML text and why, all of them at once.
+The overlay is checked (`bot.keyword_checks.check_overlay`) against the locale files it
+changes, with their own rules, and every refusal names the line of the TOML text and why, all
+of them at once; this module parses, applies and renders it.
 
 Everything here is pure (no I/O): `bot.keywords_store` stores versions, `bot.live_language`
 swaps them into running workers. A version is the canonical overlay's SHA-256 (`digest`) plus
@@ -30,20 +26,16 @@ import hashlib
 import json
 import re
 import tomllib
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-from bot.locales import LocaleError, check_limits, keyword_key, template_placeholders
+from bot.locales import keyword_key
 from bot.toml_lines import NoLines, TomlLines
-from flows.keywords import UNIVERSAL_LOCALE, KeywordMatcher
-from flows.locale_catalog import REQUIRED_MESSAGES, LocaleCatalog
+from flows.locale_catalog import LocaleCatalog
 
 __all__ = [
-    "CARRIER_OPT_OUT_WORDS",
     "EMPTY",
     "OVERLAY_KINDS",
     "KeywordOverlay",
@@ -52,7 +44,7 @@ __all__ = [
     "Problem",
     "WordChange",
     "apply_overlay",
-    "check_overlay",
+    "line_of",
     "overlay_from_data",
     "parse_overlay",
     "render_toml",
@@ -63,33 +55,8 @@ __all__ = [
 OVERLAY_KINDS: Final[Mapping[str, str]] = MappingProxyType(
     {"opt_out": "stop_all", "opt_in": "start_all", "help": "help"}
 )
-_WORD_NAMES: Final = {"opt_out": "opt-out", "opt_in": "opt-in", "help": "help"}
 REPLIES: Final = "replies"
 _CHANGES: Final = ("add", "remove")
-
-CARRIER_OPT_OUT_WORDS: Final = frozenset(
-    keyword_key(word)
-    for word in ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPT OUT")
-)
-"""The words US carriers and the FCC treat as opt-outs: an overlay may never remove them."""
-
-#: Keyword families, as the locale loader counts them: one meaning per word in every locale.
-_FAMILY: Final = {
-    "stop_all": "stop",
-    "stop_one": "stop",
-    "start_all": "start",
-    "start_one": "start",
-}
-_FAMILY_NAMES: Final = {
-    "stop": "opt-out",
-    "start": "opt-in",
-    "yes": "yes",
-    "no": "no",
-    "help": "help",
-    "preferences": "preferences",
-}
-#: What a reply may tell the customer to type: how to stop, how to come back.
-_WAY_FAMILIES: Final = {"stop": "how to stop", "start": "the way back"}
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -188,7 +155,7 @@ def version_label(number: int, digest: str) -> str:
     return f"{number}-{digest[:12]}"
 
 
-def _line(locator: TomlLines, path: Sequence[str], value: str | None = None) -> int | None:
+def line_of(locator: TomlLines, path: Sequence[str], value: str | None = None) -> int | None:
     return None if isinstance(locator, NoLines) else locator.line(path, value)
 
 
@@ -220,7 +187,7 @@ def _strings(
 ) -> tuple[str, ...]:
     where = ".".join(path)
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        problems.append(Problem(_line(locator, path), where, "expected a list of strings"))
+        problems.append(Problem(line_of(locator, path), where, "expected a list of strings"))
         return ()
     seen: dict[str, str] = {}
     words: list[str] = []
@@ -228,12 +195,12 @@ def _strings(
         normal = keyword_key(item)
         if not normal:
             problems.append(
-                Problem(_line(locator, path, item), where, f"{item!r} is empty once normalised")
+                Problem(line_of(locator, path, item), where, f"{item!r} is empty once normalised")
             )
         elif normal in seen:
             problems.append(
                 Problem(
-                    _line(locator, path, item),
+                    line_of(locator, path, item),
                     where,
                     f"{item!r} is listed twice (as {seen[normal]!r})",
                 )
@@ -245,83 +212,80 @@ def _strings(
 
 
 def _structure(data: object, known_locales: Iterable[str], locator: TomlLines) -> KeywordOverlay:
+    """The overlay of parsed data, every shape problem refused at once with its line."""
     known = sorted(known_locales)
     problems: list[Problem] = []
     if not isinstance(data, dict):
         raise OverlayRefused([Problem(None, "", "expected a table of locales")])
     locales: dict[str, LocaleOverlay] = {}
     for code, table in data.items():
+        line = line_of(locator, (code,))
         if code not in known:
-            problems.append(
-                Problem(
-                    _line(locator, (code,)),
-                    code,
-                    f"no such locale (known: {', '.join(known)})",
-                )
-            )
-            continue
-        if not isinstance(table, dict):
-            problems.append(Problem(_line(locator, (code,)), code, "expected a table"))
-            continue
-        words: dict[str, WordChange] = {}
-        replies: dict[str, str] = {}
-        for section, body in table.items():
-            path = (code, section)
-            where = ".".join(path)
-            if section == REPLIES:
-                if not isinstance(body, dict):
-                    problems.append(Problem(_line(locator, path), where, "expected a table"))
-                    continue
-                for key, text in body.items():
-                    if not isinstance(text, str) or not text.strip():
-                        problems.append(
-                            Problem(
-                                _line(locator, (*path, key)),
-                                f"{where}.{key}",
-                                "expected a non-empty string",
-                            )
-                        )
-                    else:
-                        replies[key] = text
-                continue
-            if section not in OVERLAY_KINDS:
-                expected = ", ".join((*OVERLAY_KINDS, REPLIES))
-                problems.append(
-                    Problem(_line(locator, path), where, f"unknown section (expected {expected})")
-                )
-                continue
-            if not isinstance(body, dict):
-                problems.append(Problem(_line(locator, path), where, "expected a table"))
-                continue
-            for name in body:
-                if name not in _CHANGES:
-                    problems.append(
-                        Problem(
-                            _line(locator, (*path, name)),
-                            f"{where}.{name}",
-                            "unknown key (expected add, remove)",
-                        )
-                    )
-            add = _strings(body.get("add", []), (*path, "add"), locator, problems)
-            remove = _strings(body.get("remove", []), (*path, "remove"), locator, problems)
-            both = {keyword_key(w) for w in add} & {keyword_key(w) for w in remove}
-            for word in remove:
-                if keyword_key(word) in both:
-                    problems.append(
-                        Problem(
-                            _line(locator, (*path, "remove"), word),
-                            f"{where}.remove",
-                            f"{word!r} is both added and removed",
-                        )
-                    )
-            words[section] = WordChange(add, remove)
-        locales[code] = LocaleOverlay(MappingProxyType(words), MappingProxyType(replies))
+            problems.append(Problem(line, code, f"no such locale (known: {', '.join(known)})"))
+        elif not isinstance(table, dict):
+            problems.append(Problem(line, code, "expected a table"))
+        else:
+            locales[code] = _locale_structure(code, table, locator, problems)
     if problems:
         raise OverlayRefused(problems)
     return KeywordOverlay(MappingProxyType(locales))
 
 
-# -- checking and applying ------------------------------------------------------------------------
+def _locale_structure(
+    code: str, table: Mapping[str, Any], locator: TomlLines, problems: list[Problem]
+) -> LocaleOverlay:
+    words: dict[str, WordChange] = {}
+    replies: dict[str, str] = {}
+    for section, body in table.items():
+        path = (code, section)
+        where = ".".join(path)
+        if section not in (*OVERLAY_KINDS, REPLIES):
+            expected = ", ".join((*OVERLAY_KINDS, REPLIES))
+            problems.append(
+                Problem(line_of(locator, path), where, f"unknown section (expected {expected})")
+            )
+        elif not isinstance(body, dict):
+            problems.append(Problem(line_of(locator, path), where, "expected a table"))
+        elif section == REPLIES:
+            replies.update(_replies_structure(path, body, locator, problems))
+        else:
+            words[section] = _words_structure(path, body, locator, problems)
+    return LocaleOverlay(MappingProxyType(words), MappingProxyType(replies))
+
+
+def _replies_structure(
+    path: tuple[str, ...], body: Mapping[str, Any], locator: TomlLines, problems: list[Problem]
+) -> dict[str, str]:
+    replies: dict[str, str] = {}
+    for key, text in body.items():
+        if isinstance(text, str) and text.strip():
+            replies[key] = text
+        else:
+            where = ".".join((*path, key))
+            line = line_of(locator, (*path, key))
+            problems.append(Problem(line, where, "expected a non-empty string"))
+    return replies
+
+
+def _words_structure(
+    path: tuple[str, ...], body: Mapping[str, Any], locator: TomlLines, problems: list[Problem]
+) -> WordChange:
+    where = ".".join(path)
+    for name in body:
+        if name not in _CHANGES:
+            line = line_of(locator, (*path, name))
+            problems.append(Problem(line, f"{where}.{name}", "unknown key (expected add, remove)"))
+    add = _strings(body.get("add", []), (*path, "add"), locator, problems)
+    remove = _strings(body.get("remove", []), (*path, "remove"), locator, problems)
+    added = {keyword_key(word) for word in add}
+    for word in remove:
+        if keyword_key(word) in added:
+            line = line_of(locator, (*path, "remove"), word)
+            problems.append(Problem(line, f"{where}.remove", f"{word!r} is both added and removed"))
+    return WordChange(add, remove)
+
+
+# -- applying -----------------------------------------------------------------------------------
 
 
 def apply_overlay(
@@ -347,245 +311,6 @@ def apply_overlay(
             messages=MappingProxyType(messages),
         )
     return catalogs
-
-
-def _letter(char: str) -> bool:
-    return unicodedata.category(char)[0] in "LMN"
-
-
-def _names(text: str, word: str) -> bool:
-    """`word` is written in `text` as a word of its own (not inside a longer word), as the
-    locale file writes it (upper case where the script has cases)."""
-    start = text.find(word)
-    while start >= 0:
-        end = start + len(word)
-        if (start == 0 or not _letter(text[start - 1])) and (
-            end == len(text) or not _letter(text[end])
-        ):
-            return True
-        start = text.find(word, start + 1)
-    return False
-
-
-_CATEGORY_KEYWORD: Final = "{category_keyword}"
-
-
-def _ways(text: str, catalogs: Mapping[str, LocaleCatalog], code: str, family: str) -> set[str]:
-    """The words of `family` ("stop" or "start") that `text` tells a customer of locale `code`
-    to type and that work: a whole-message keyword (`stop_all`, `start_all`) named anywhere, or
-    a category verb (`stop_one`, `start_one`) named just before `{category_keyword}`. The
-    locale's own words and the universal (English) ones count."""
-    found: set[str] = set()
-    for owner in {code, UNIVERSAL_LOCALE}:
-        catalog = catalogs.get(owner)
-        if catalog is None:
-            continue
-        found.update(w for w in catalog.keywords[f"{family}_all"] if _names(text, w))
-        found.update(
-            w for w in catalog.keywords[f"{family}_one"] if f"{w} {_CATEGORY_KEYWORD}" in text
-        )
-    return found
-
-
-def check_overlay(
-    overlay: KeywordOverlay,
-    base: Mapping[str, LocaleCatalog],
-    locator: TomlLines | None = None,
-    categories: Sequence[str] = (),
-) -> list[Problem]:
-    """Every reason `overlay` cannot be laid over `base`, each with its line (see the module
-    docstring for the rules). Empty: it can."""
-    locator = locator or NoLines()
-    problems: list[Problem] = []
-    for code, changes in overlay.locales.items():
-        problems.extend(_check_words(code, changes, base[code], locator))
-        problems.extend(_check_templates(code, changes, locator))
-    if problems:
-        return problems
-    applied = apply_overlay(overlay, base)
-    problems.extend(_check_meanings(overlay, applied, locator))
-    # English words work in every locale: removing one can break any locale's replies.
-    touched = set(base) if UNIVERSAL_LOCALE in overlay.locales else set(overlay.locales)
-    for code in sorted(touched):
-        problems.extend(_check_ways(code, overlay, base, applied, locator))
-    if not problems:
-        for code in overlay.locales:
-            try:
-                check_limits(Path(f"{code}.replies"), applied[code])
-            except LocaleError as exc:
-                path = (code, REPLIES, exc.key.removeprefix("messages."))
-                problems.append(Problem(_line(locator, path), ".".join(path), exc.problem))
-    if not problems:
-        try:
-            KeywordMatcher(applied, categories)
-        except ValueError as exc:
-            problems.append(Problem(_line(locator, ()), "", str(exc)))
-    return problems
-
-
-def _check_words(
-    code: str, changes: LocaleOverlay, catalog: LocaleCatalog, locator: TomlLines
-) -> list[Problem]:
-    problems: list[Problem] = []
-    for section, change in changes.words.items():
-        kind = OVERLAY_KINDS[section]
-        path = (code, section, "remove")
-        where = ".".join(path)
-        listed = {keyword_key(word) for word in catalog.keywords[kind]}
-        for word in change.remove:
-            normal = keyword_key(word)
-            line = _line(locator, path, word)
-            if normal in CARRIER_OPT_OUT_WORDS and section == "opt_out":
-                problems.append(
-                    Problem(
-                        line,
-                        where,
-                        f"{word!r} is one of the words US carriers and the FCC treat as "
-                        f"opt-outs (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, "
-                        f"OPT OUT); it cannot be removed",
-                    )
-                )
-            elif normal not in listed:
-                problems.append(
-                    Problem(
-                        line,
-                        where,
-                        f"{word!r} is not a {_WORD_NAMES[section]} word of locale {code!r} "
-                        f"(locales/{code}.toml, keywords.{kind})",
-                    )
-                )
-        added = {keyword_key(word) for word in change.add}
-        left = listed - {keyword_key(word) for word in change.remove}
-        if not left and not added:
-            problems.append(
-                Problem(
-                    _line(locator, path),
-                    where,
-                    f"removes every {_WORD_NAMES[section]} word of locale {code!r}; keep one",
-                )
-            )
-    return problems
-
-
-def _check_meanings(
-    overlay: KeywordOverlay, applied: Mapping[str, LocaleCatalog], locator: TomlLines
-) -> list[Problem]:
-    """An added word must not already mean something else in any locale (nor be added with
-    two meanings): a word keeps one meaning everywhere, as in the locale files."""
-    meanings: dict[str, set[tuple[str, str]]] = {}
-    for code, catalog in applied.items():
-        for kind, words in catalog.keywords.items():
-            family = _FAMILY.get(kind, kind)
-            for word in words:
-                meanings.setdefault(keyword_key(word), set()).add((family, code))
-    problems: list[Problem] = []
-    for code, changes in overlay.locales.items():
-        for section, change in changes.words.items():
-            own = _FAMILY.get(OVERLAY_KINDS[section], OVERLAY_KINDS[section])
-            path = (code, section, "add")
-            for word in change.add:
-                others = sorted(
-                    (family, owner)
-                    for family, owner in meanings.get(keyword_key(word), set())
-                    if family != own
-                )
-                if others:
-                    family, owner = others[0]
-                    problems.append(
-                        Problem(
-                            _line(locator, path, word),
-                            ".".join(path),
-                            f"{word!r} is already a {_FAMILY_NAMES[family]} word of locale "
-                            f"{owner!r}; a word keeps one meaning in every locale",
-                        )
-                    )
-    return problems
-
-
-def _check_templates(code: str, changes: LocaleOverlay, locator: TomlLines) -> list[Problem]:
-    """Each reply is a known message key with exactly the locale file's placeholders."""
-    problems: list[Problem] = []
-    for key, text in changes.replies.items():
-        path = (code, REPLIES, key)
-        where = ".".join(path)
-        line = _line(locator, path)
-        required = REQUIRED_MESSAGES.get(key)
-        if required is None:
-            problems.append(Problem(line, where, "no such reply (see locales/en.toml)"))
-            continue
-        try:
-            used = template_placeholders(Path(f"{code}.replies"), key, text)
-        except LocaleError as exc:
-            problems.append(Problem(line, where, exc.problem))
-            continue
-        if "business" in required and "business" not in used:
-            problems.append(
-                Problem(line, where, "no longer names the business: {business} is missing")
-            )
-            continue
-        missing, extra = sorted(required - used), sorted(used - required)
-        if missing:
-            problems.append(Problem(line, where, f"missing placeholder {{{missing[0]}}}"))
-        elif extra:
-            problems.append(Problem(line, where, f"unknown placeholder {{{extra[0]}}}"))
-    return problems
-
-
-def _check_ways(
-    code: str,
-    overlay: KeywordOverlay,
-    base: Mapping[str, LocaleCatalog],
-    applied: Mapping[str, LocaleCatalog],
-    locator: TomlLines,
-) -> list[Problem]:
-    """A reply that told the customer how to stop or how to come back still names a word
-    that does it: after its text changed, or after a word it names was removed."""
-    changes = overlay.locales.get(code, LocaleOverlay())
-    problems: list[Problem] = []
-    for key in REQUIRED_MESSAGES:
-        before, after = base[code].messages[key], applied[code].messages[key]
-        for family, what in _WAY_FAMILIES.items():
-            named = _ways(before, base, code, family)
-            if not named or _ways(after, applied, code, family):
-                continue
-            if key in changes.replies:
-                path = (code, REPLIES, key)
-                problems.append(
-                    Problem(
-                        _line(locator, path),
-                        ".".join(path),
-                        f"no longer names {what} (the locale file's text names "
-                        f"{', '.join(sorted(named))}); name one of the "
-                        f"{_FAMILY_NAMES[family]} words of locale {code!r}",
-                    )
-                )
-            else:
-                problems.append(_removed_way(code, key, before, what, overlay, locator))
-    return problems
-
-
-def _removed_way(
-    code: str,
-    key: str,
-    text: str,
-    what: str,
-    overlay: KeywordOverlay,
-    locator: TomlLines,
-) -> Problem:
-    """The refusal of a removal that leaves a reply of locale `code` naming no working word."""
-    for owner in (code, UNIVERSAL_LOCALE):
-        changes = overlay.locales.get(owner, LocaleOverlay())
-        for section, change in changes.words.items():
-            for word in change.remove:
-                if _names(text, word):
-                    path = (owner, section, "remove")
-                    return Problem(
-                        _line(locator, path, word),
-                        ".".join(path),
-                        f"{word!r} is {what} the reply {key!r} of locale {code!r} names; "
-                        f"replace that reply in [{code}.replies] too",
-                    )
-    return Problem(_line(locator, (code,)), code, f"the reply {key!r} no longer names {what}")
 
 
 # -- writing ------------------------------------------------------------------------------------

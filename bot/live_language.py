@@ -23,12 +23,12 @@ from redis.exceptions import RedisError
 
 from bot import redis_keys
 from bot.conversations import NO_OVERLAY_VERSION, Language
+from bot.keyword_checks import check_overlay
 from bot.keyword_overrides import (
     EMPTY,
     KeywordOverlay,
     OverlayRefused,
     apply_overlay,
-    check_overlay,
     overlay_from_data,
     parse_overlay,
 )

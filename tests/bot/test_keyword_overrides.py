@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from bot.keyword_checks import CARRIER_OPT_OUT_WORDS, check_overlay
 from bot.keyword_overrides import (
-    CARRIER_OPT_OUT_WORDS,
     EMPTY,
     KeywordOverlay,
     OverlayRefused,
     Problem,
     apply_overlay,
-    check_overlay,
     overlay_from_data,
     parse_overlay,
     render_toml,
