@@ -1,20 +1,14 @@
 """`/v1/keywords`: a round trip through the API, refusals with their lines, the history, the
-version in every decision's evidence, and workers taking a change within seconds."""
+version in every decision's evidence, and the answering process using a change at once."""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from bot.api.keywords import OPENAPI_SCHEMAS
 from bot.appkeys import SERVICES
 from bot.conversations import NO_OVERLAY_VERSION
-from bot.keywords_store import API, FILE
-from bot.live_language import publish_version
-from bot.services import open_services
-from flows.keywords import Command
+from bot.keywords_store import API
 from tests.bot.api.apicalls import (
     AUTH,
     Client,
@@ -138,84 +132,6 @@ async def test_a_refused_overlay_is_422_naming_each_line_and_why(
     response = await client.get("/v1/keywords/history", params={"limit": "0"}, headers=AUTH)
     assert response.status == 422
     assert (await client.get("/v1/keywords")).status == 401
-
-
-async def test_a_change_reaches_another_worker_within_seconds(
-    stack_urls: tuple[str, str], settings_for: Any
-) -> None:
-    """Two processes' services on one database and Redis: a version recorded and published by
-    one is in force in the other's worker within a couple of polls."""
-    database_url, redis_url = stack_urls
-    settings = settings_for(database_url=database_url, redis_url=redis_url)
-    async with (
-        open_services(settings, auto_migrate=False) as web,
-        open_services(settings, auto_migrate=False) as worker,
-    ):
-        stop = asyncio.Event()
-        watcher = asyncio.create_task(worker.keywords.run(stop, interval=0.2))
-        try:
-            assert worker.keywords.current.keywords_version == NO_OVERLAY_VERSION
-            overlay = web.keywords.base.parse(OVERLAY)
-            stored = await web.keyword_store.record(overlay, OVERLAY, origin=API, changed_by="t")
-            await publish_version(web.redis, stored.label)
-            started = asyncio.get_running_loop().time()
-
-            async def taken() -> bool:
-                return worker.keywords.current.keywords_version == stored.label
-
-            await eventually(taken, within=3.0)
-            assert asyncio.get_running_loop().time() - started < 3.0
-            matcher = worker.keywords.current.matcher
-            found = matcher.match("enough")
-            assert found is not None and found.command is Command.STOP_ALL
-            assert matcher.match("stop it") is None
-            assert worker.keywords.reloads == 1
-
-            # The Redis key lost (Redis emptied): the next poll finds the version in the
-            # database and writes the key again.
-            await web.redis.delete("optin:keywords:version")
-            assert await worker.keywords.refresh() is False
-            assert await web.redis.get("optin:keywords:version") == stored.label
-            # A key behind the database (a process that started while Redis was down published
-            # nothing) is brought forward too.
-            await web.redis.set("optin:keywords:version", NO_OVERLAY_VERSION)
-            assert await worker.keywords.refresh() is False
-            assert await web.redis.get("optin:keywords:version") == stored.label
-        finally:
-            stop.set()
-            await watcher
-
-
-async def test_the_file_is_recorded_once_and_an_api_change_survives_a_restart(
-    stack_urls: tuple[str, str], settings_for: Any, tmp_path: Path
-) -> None:
-    database_url, redis_url = stack_urls
-    text = '[en.help]\nadd = ["SUPPORT"]\n'
-    settings = settings_for(
-        database_url=database_url,
-        redis_url=redis_url,
-        keywords_file=str(tmp_path / "keywords.toml"),
-        keywords_text=text,
-    )
-    async with open_services(settings, auto_migrate=False) as first:
-        stored = await first.keyword_store.latest()
-        assert stored is not None and stored.origin == FILE and stored.number == 1
-        assert first.keywords.current.keywords_version == stored.label
-        assert stored.changed_by == str(tmp_path / "keywords.toml")
-        overlay = first.keywords.base.parse(OVERLAY)
-        await first.keyword_store.record(overlay, OVERLAY, origin=API, changed_by="maria")
-    async with open_services(settings, auto_migrate=False) as again:
-        # The file did not change: the API's version stays in force.
-        assert again.keywords.current.keywords_version.startswith("2-")
-        found = again.keywords.current.matcher.match("enough")
-        assert found is not None and found.command is Command.STOP_ALL
-    edited = replace(settings, keywords_text=text + '[en.opt_in]\nadd = ["COME BACK"]\n')
-    async with open_services(edited, auto_migrate=False) as third:
-        # The file changed: it is the newest change, and wins.
-        assert third.keywords.current.keywords_version.startswith("3-")
-        assert third.keywords.current.matcher.match("enough") is None
-        history = await third.keyword_store.history()
-        assert [v.origin for v in history] == [FILE, API, FILE]
 
 
 async def test_the_served_app_puts_a_change_in_force_in_its_own_worker_at_once(
