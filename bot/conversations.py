@@ -148,8 +148,8 @@ class ConversationRunner:
     ) -> None:
         self._settings = settings
         self._source = language
-        self._language = language.current
-        self._classifier = self._classifier_for(self._language)
+        self._classified_with = language.current
+        self._classifier = self._classifier_for(self._classified_with)
         self._policy = flow_policy(settings)
         self._contacts = contacts
         self._ledger = ledger
@@ -165,17 +165,19 @@ class ConversationRunner:
     def _classifier_for(language: Language) -> Classifier:
         return Classifier(language.matcher, language.categories, stop_intent=language.stop_intent)
 
-    def _take_current(self) -> None:
-        """The language in force for this event, read once so one event never mixes two
-        keyword versions; the classifier is rebuilt only when the version changed."""
+    def _current(self) -> tuple[Language, Classifier]:
+        """The language in force and its classifier, read once per event and kept in the
+        event's own variables, so an event never mixes two keyword versions even while other
+        shards' events run; the classifier is rebuilt only when the version changed."""
         language = self._source.current
-        if language is not self._language:
-            self._language = language
+        if language is not self._classified_with:
+            self._classified_with = language
             self._classifier = self._classifier_for(language)
+        return language, self._classifier
 
     async def __call__(self, contact: Contact, event: ev.Event) -> None:
         assert contact.id is not None
-        self._take_current()
+        language, classifier = self._current()
         contact_id = contact.id
         record = await self._ledger.conversation(contact_id)
         if record is not None and record.last_event_id == event.event_id:
@@ -185,10 +187,10 @@ class ConversationRunner:
             return
         # A word several languages share ("MENU": de, en, es, it, tr) is read in the contact's
         # language, or, before we know it, in the business's default language.
-        classified = self._classifier.classify(
+        classified = classifier.classify(
             event,
             preferred_locale=contact.locale,
-            fallback_locale=self._language.default_locale,
+            fallback_locale=language.default_locale,
         )
         if classified.customer_message:
             await self._window.open(contact.id, event.occurred_at)
@@ -199,7 +201,7 @@ class ConversationRunner:
             return
         if flow.trigger in ANSWER_TRIGGERS and isinstance(event, ev.MessageEvent):
             flow = replace(flow, answers=await self._question_of(event))
-        locale = self._language.locale_for(flow.locale, contact.locale)
+        locale = language.locale_for(flow.locale, contact.locale)
         if flow.locale is not None and locale != contact.locale:
             before = contact
             done, updated = await self._parts.run(
@@ -213,9 +215,9 @@ class ConversationRunner:
         views = await self._ledger.current(contact_id)
         consents = {c: v.status for c, v in views.items()}
         ctx = FlowContext(
-            categories=self._language.categories,
+            categories=language.categories,
             consents=consents,
-            catalog=self._language.catalogs[locale],
+            catalog=language.catalogs[locale],
             policy=self._policy,
             window_open=window_open,
             optin_template=self._optin_template(locale),
@@ -235,7 +237,12 @@ class ConversationRunner:
                 contact_id,
                 flow.answers,
             )
-        changes = [self._change(r, event) for r in decision.effects if isinstance(r, ConsentRecord)]
+        version = language.keywords_version
+        changes = [
+            self._change(r, event, version)
+            for r in decision.effects
+            if isinstance(r, ConsentRecord)
+        ]
         if changes and all(_overruled(change, views) for change in changes):
             # Older than the customer's own later decision on every category it would change
             # (Meta delivered it late): the ledger records what arrived as `overruled`, and the
@@ -318,13 +325,16 @@ class ConversationRunner:
             return None
         return TemplateRef(name, self._settings.template_language(locale))
 
-    def _change(self, record: ConsentRecord, event: ev.Event) -> ConsentChange:
+    def _change(
+        self, record: ConsentRecord, event: ev.Event, keywords_version: str
+    ) -> ConsentChange:
+        """The ledger row of a decision, its evidence naming the keywords version in force."""
         return ConsentChange(
             category=record.category,
             action=record.action,
             source=record.source,
             method=record.method,
-            evidence={**record.evidence, KEYWORDS_VERSION: self._language.keywords_version},
+            evidence={**record.evidence, KEYWORDS_VERSION: keywords_version},
             business_name=self._settings.business_name,
             policy_version=record.policy_version,
             occurred_at=event.occurred_at,
