@@ -20,13 +20,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Final, Protocol
 
 from bot.db.contacts import ContactRepository
 from bot.db.ledger import ConsentChange, ConsentView, ConversationRecord, LedgerRepository
 from bot.db.models import Contact
 from bot.db.transcript import TranscriptRepository
 from bot.hooks import Hooks
+from bot.keyword_overrides import EMPTY, version_label
 from bot.metrics import Metrics
 from bot.outbound import OutboundMessage, OutboundQueue
 from bot.parts import OptionalParts
@@ -62,6 +63,21 @@ def flow_policy(settings: Settings) -> FlowPolicy:
     )
 
 
+#: `keywords_version` of the locale files alone (no overlay), `bot.keyword_overrides`'s
+#: `version_label(0, EMPTY.digest())`.
+NO_OVERLAY_VERSION: Final = version_label(0, EMPTY.digest())
+#: The evidence key of the keywords version a consent decision was taken under.
+KEYWORDS_VERSION: Final = "keywords_version"
+
+
+class LanguageSource(Protocol):
+    """Where a worker reads the `Language` in force for each event: a fixed `Language`, or
+    `bot.live_language.LiveLanguage`, which follows the business's keyword changes."""
+
+    @property
+    def current(self) -> Language: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Language:
     """The locale data every conversation needs, built once per process."""
@@ -71,6 +87,14 @@ class Language:
     matcher: KeywordMatcher
     default_locale: str
     stop_intent: StopIntentScorer | None = None
+    #: The keywords version these catalogs carry (`bot.keyword_overrides.version_label`):
+    #: recorded in the evidence of every consent decision taken with them.
+    keywords_version: str = NO_OVERLAY_VERSION
+
+    @property
+    def current(self) -> Language:
+        """Itself: a fixed `Language` is a `LanguageSource` that never changes."""
+        return self
 
     @classmethod
     def build(
@@ -79,6 +103,7 @@ class Language:
         categories: Sequence[Category],
         default: str,
         stop_words: Mapping[str, StopWords] | None = None,
+        keywords_version: str = NO_OVERLAY_VERSION,
     ) -> Language:
         extra: dict[str, dict[str, list[str]]] = {}
         for category in categories:
@@ -88,7 +113,7 @@ class Language:
         if default not in catalogs:
             raise ValueError(f"DEFAULT_LOCALE: no locale file for {default!r}")
         scorer = None if stop_words is None else StopIntentScorer(matcher, catalogs, stop_words)
-        return cls(catalogs, tuple(categories), matcher, default, scorer)
+        return cls(catalogs, tuple(categories), matcher, default, scorer, keywords_version)
 
     def locale_for(self, matched: str | None, recorded: str | None) -> str:
         """What they last wrote in, else their recorded locale, else the default."""
@@ -111,7 +136,7 @@ class ConversationRunner:
         self,
         *,
         settings: Settings,
-        language: Language,
+        language: LanguageSource,
         contacts: ContactRepository,
         ledger: LedgerRepository,
         transcript: TranscriptRepository,
@@ -123,10 +148,9 @@ class ConversationRunner:
     ) -> None:
         self._settings = settings
         self._unlisted_locales: set[str] = set()
-        self._language = language
-        self._classifier = Classifier(
-            language.matcher, language.categories, stop_intent=language.stop_intent
-        )
+        self._source = language
+        self._classified_with = language.current
+        self._classifier = self._classifier_for(self._classified_with)
         self._policy = flow_policy(settings)
         self._contacts = contacts
         self._ledger = ledger
@@ -138,8 +162,23 @@ class ConversationRunner:
         self._hooks = hooks or Hooks()
         self._parts = OptionalParts(metrics)
 
+    @staticmethod
+    def _classifier_for(language: Language) -> Classifier:
+        return Classifier(language.matcher, language.categories, stop_intent=language.stop_intent)
+
+    def _current(self) -> tuple[Language, Classifier]:
+        """The language in force and its classifier, read once per event and kept in the
+        event's own variables, so an event never mixes two keyword versions even while other
+        shards' events run; the classifier is rebuilt only when the version changed."""
+        language = self._source.current
+        if language is not self._classified_with:
+            self._classified_with = language
+            self._classifier = self._classifier_for(language)
+        return language, self._classifier
+
     async def __call__(self, contact: Contact, event: ev.Event) -> None:
         assert contact.id is not None
+        language, classifier = self._current()
         contact_id = contact.id
         record = await self._ledger.conversation(contact_id)
         if record is not None and record.last_event_id == event.event_id:
@@ -149,10 +188,10 @@ class ConversationRunner:
             return
         # A word several languages share ("MENU": de, en, es, it, tr) is read in the contact's
         # language, or, before we know it, in the business's default language.
-        classified = self._classifier.classify(
+        classified = classifier.classify(
             event,
             preferred_locale=contact.locale,
-            fallback_locale=self._language.default_locale,
+            fallback_locale=language.default_locale,
         )
         if classified.customer_message:
             await self._window.open(contact.id, event.occurred_at)
@@ -163,7 +202,7 @@ class ConversationRunner:
             return
         if flow.trigger in ANSWER_TRIGGERS and isinstance(event, ev.MessageEvent):
             flow = replace(flow, answers=await self._question_of(event))
-        locale = self._language.locale_for(flow.locale, contact.locale)
+        locale = language.locale_for(flow.locale, contact.locale)
         if flow.locale is not None and locale != contact.locale:
             before = contact
             done, updated = await self._parts.run(
@@ -177,9 +216,9 @@ class ConversationRunner:
         views = await self._ledger.current(contact_id)
         consents = {c: v.status for c, v in views.items()}
         ctx = FlowContext(
-            categories=self._language.categories,
+            categories=language.categories,
             consents=consents,
-            catalog=self._language.catalogs[locale],
+            catalog=language.catalogs[locale],
             policy=self._policy,
             window_open=window_open,
             optin_template=self._optin_template(locale),
@@ -199,7 +238,12 @@ class ConversationRunner:
                 contact_id,
                 flow.answers,
             )
-        changes = [self._change(r, event) for r in decision.effects if isinstance(r, ConsentRecord)]
+        version = language.keywords_version
+        changes = [
+            self._change(r, event, version)
+            for r in decision.effects
+            if isinstance(r, ConsentRecord)
+        ]
         if changes and all(_overruled(change, views) for change in changes):
             # Older than the customer's own later decision on every category it would change
             # (Meta delivered it late): the ledger records what arrived as `overruled`, and the
@@ -298,13 +342,16 @@ class ConversationRunner:
             )
         return TemplateRef(name, language)
 
-    def _change(self, record: ConsentRecord, event: ev.Event) -> ConsentChange:
+    def _change(
+        self, record: ConsentRecord, event: ev.Event, keywords_version: str
+    ) -> ConsentChange:
+        """The ledger row of a decision, its evidence naming the keywords version in force."""
         return ConsentChange(
             category=record.category,
             action=record.action,
             source=record.source,
             method=record.method,
-            evidence=dict(record.evidence),
+            evidence={**record.evidence, KEYWORDS_VERSION: keywords_version},
             business_name=self._settings.business_name,
             policy_version=record.policy_version,
             occurred_at=event.occurred_at,

@@ -42,9 +42,12 @@ from flows.text import normalise_text, split_words
 __all__ = [
     "DEFAULT_LOCALES_DIR",
     "LocaleError",
+    "check_limits",
+    "keyword_key",
     "load_locale_file",
     "load_locales",
     "load_stop_words",
+    "template_placeholders",
 ]
 
 DEFAULT_LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
@@ -85,6 +88,11 @@ def _table(path: Path, data: Mapping[str, Any], key: str, allowed: Sequence[str]
             raise LocaleError(path, f"{key}.{name}" if key else name, "missing")
 
 
+def keyword_key(word: str) -> str:
+    """The form two keywords are compared in: normalised, words joined by one space."""
+    return " ".join(split_words(normalise_text(word)))
+
+
 def _text(path: Path, key: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise LocaleError(path, key, "expected a non-empty string")
@@ -107,7 +115,7 @@ def _words(path: Path, key: str, value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _placeholders(path: Path, key: str, template: str) -> set[str]:
+def template_placeholders(path: Path, key: str, template: str) -> set[str]:
     """The named `{placeholders}` of a str.format template; anything fancier is refused."""
     try:
         parsed = list(string.Formatter().parse(template))
@@ -157,7 +165,7 @@ def _intents(path: Path, data: object) -> tuple[tuple[str, ...], tuple[str, ...]
     _table(path, data, "intents", _INTENT_KEYS)
     phrases = _words(path, "intents.opt_out", data["opt_out"])
     for phrase in phrases:
-        names = _placeholders(path, "intents.opt_out", phrase)
+        names = template_placeholders(path, "intents.opt_out", phrase)
         if names - {_PHRASE_PLACEHOLDER} or phrase.count("{") > 1:
             raise LocaleError(
                 path, "intents.opt_out", f"{phrase!r}: only one {{messages}} is allowed"
@@ -175,7 +183,7 @@ def _messages(path: Path, data: object) -> dict[str, str]:
         template = data[name]
         if not isinstance(template, str) or not template:
             raise LocaleError(path, key, "expected a non-empty string")
-        used = _placeholders(path, key, template)
+        used = template_placeholders(path, key, template)
         missing, extra = sorted(required - used), sorted(used - required)
         if missing:
             raise LocaleError(path, key, f"missing placeholder {{{missing[0]}}}")
@@ -185,7 +193,7 @@ def _messages(path: Path, data: object) -> dict[str, str]:
     return messages
 
 
-def _check_limits(path: Path, catalog: LocaleCatalog) -> None:
+def check_limits(path: Path, catalog: LocaleCatalog) -> None:
     """Titles must fit WhatsApp's limits with the longest value the locale can substitute."""
     choices = {
         "category": [text.display for text in catalog.categories.values()],
@@ -237,7 +245,7 @@ def load_locale_file(path: Path) -> LocaleCatalog:
         message_words=message_words,
         messages=MappingProxyType(_messages(path, data["messages"])),
     )
-    _check_limits(path, catalog)
+    check_limits(path, catalog)
     _check_opt_out_footer(path, catalog)
     return catalog
 

@@ -468,6 +468,16 @@ HEARTBEATS_SEEN: Final = _key(
     "task:consumer -> when its heartbeat was last written: a task that stops beating without "
     "stopping cleanly is dead, not absent",
 )
+# -- The business's keywords -----------------------------------------------------------------------
+KEYWORDS_VERSION: Final = _key(
+    "optin:keywords:version",
+    "string",
+    "bot.live_language",
+    "until the next keyword change replaces it (written again from the database if lost)",
+    _NONE,
+    "the keywords version in force (`<number>-<digest>`); workers poll it every second and "
+    "load that version from the database when it changes",
+)
 # -- Sandbox --------------------------------------------------------------------------------------
 SANDBOX_CONTACTS: Final = _key(
     "optin:sandbox:contacts",

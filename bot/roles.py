@@ -119,7 +119,7 @@ def supervise_loops(
     if Role.WORKER in roles:
         runner = ConversationRunner(
             settings=services.settings,
-            language=services.language,
+            language=services.keywords,
             contacts=services.contacts,
             ledger=services.ledger,
             transcript=services.transcript,
@@ -157,6 +157,13 @@ def supervise_loops(
             lag=inbound_lag,
         )
         run(Role.WORKER, "timer-poller", lambda: run_timer_poller(services.timers, stop))
+        keywords = services.keywords
+        run(
+            Role.WORKER,
+            "keywords-watcher",
+            lambda: keywords.run(stop),
+            handled=lambda: keywords.reloads,
+        )
     if Role.SENDER in roles:
         limiter = RateLimiter(
             services.redis,

@@ -14,7 +14,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
@@ -35,7 +35,10 @@ from bot.db.pseudonyms import Pseudonymiser
 from bot.db.transcript import TranscriptRepository
 from bot.graph import CloudApiClient
 from bot.hooks import Hooks
+from bot.keyword_overrides import EMPTY, KeywordOverlay, OverlayRefused, version_label
+from bot.keywords_store import KeywordStore, StoredVersion
 from bot.ledger_key import ledger_keys
+from bot.live_language import LanguageBase, LiveLanguage, publish_version
 from bot.locales import LocaleError, load_locales, load_stop_words
 from bot.message_templates import TemplateGuard, template_guard
 from bot.metrics import Metrics
@@ -75,6 +78,9 @@ class Services:
     hooks: Hooks
     #: Whether a template may go: a marketing one must carry a way out (`bot.message_templates`).
     templates: TemplateGuard
+    #: The keywords and replies in force (`language` is the version the process started with).
+    keywords: LiveLanguage
+    keyword_store: KeywordStore
     crm: CrmSync | None = None  # set when BUSINESS_WEBHOOK_URL is
     #: Set on the embedded Redis with a file (`EMBEDDED_REDIS_FILE`): the web app waits for it
     #: before acknowledging a write, so what it acknowledged survives a restart.
@@ -154,8 +160,8 @@ def describe_mode(settings: Settings) -> list[str]:
     return lines
 
 
-def load_language(settings: Settings) -> Language:
-    """Locale files and categories, checked before anything connects."""
+def load_language_base(settings: Settings) -> LanguageBase:
+    """Locale files, categories and stop-intent data, checked before anything connects."""
     try:
         catalogs = load_locales()
     except LocaleError as exc:
@@ -172,15 +178,65 @@ def load_language(settings: Settings) -> Language:
         raise SettingsError("CATEGORIES_FILE", str(exc).removeprefix("CATEGORIES_FILE ")) from exc
     try:
         stop_words = load_stop_words(locales=list(catalogs))
-        return Language.build(catalogs, categories, settings.default_locale, stop_words)
-    except (LocaleError, ValueError) as exc:
+    except LocaleError as exc:
         raise StartupError(str(exc)) from exc
+    return LanguageBase(catalogs, categories, settings.default_locale, stop_words)
+
+
+def file_overlay(settings: Settings, base: LanguageBase) -> KeywordOverlay:
+    """`KEYWORDS_FILE`'s overlay, checked against the locale files; a refusal is a
+    `SettingsError` naming the file, each line and why."""
+    if settings.keywords_text is None:
+        return EMPTY
+    try:
+        return base.parse(settings.keywords_text)
+    except OverlayRefused as exc:
+        where = settings.keywords_file or "KEYWORDS_FILE"
+        raise SettingsError(
+            "KEYWORDS_FILE", "; ".join(problem.describe(where) for problem in exc.problems)
+        ) from exc
+
+
+def load_language(settings: Settings) -> Language:
+    """The locale files with `KEYWORDS_FILE` laid over them, checked before anything connects
+    (the version's number is the database's: `open_services` labels it)."""
+    base = load_language_base(settings)
+    overlay = file_overlay(settings, base)
+    try:
+        return base.build(overlay, version_label(0, overlay.digest()))
+    except ValueError as exc:
+        raise StartupError(str(exc)) from exc
+
+
+async def _language_in_force(
+    settings: Settings, language: Language, base: LanguageBase, store: KeywordStore
+) -> Language:
+    """The version in force once `KEYWORDS_FILE` is recorded (see `bot.keywords_store`)."""
+    overlay = file_overlay(settings, base)
+    stored: StoredVersion | None
+    if settings.keywords_text is not None:
+        path = settings.keywords_file or "KEYWORDS_FILE"
+        stored = await store.sync_file(overlay, settings.keywords_text, path)
+    else:
+        stored = await store.latest()
+    if stored is None:
+        return language
+    if stored.digest == overlay.digest():
+        return replace(language, keywords_version=stored.label)
+    try:
+        return base.build_stored(stored)
+    except (OverlayRefused, ValueError) as exc:
+        raise StartupError(
+            f"keywords version {stored.number} ({stored.origin}, by {stored.changed_by}) does "
+            f"not fit these locale files: {exc}; put a corrected overlay in KEYWORDS_FILE"
+        ) from exc
 
 
 @asynccontextmanager
 async def open_services(settings: Settings, *, auto_migrate: bool) -> AsyncIterator[Services]:
     """Connect everything; migrate the embedded database when `auto_migrate` (serve)."""
     language = load_language(settings)
+    base = load_language_base(settings)
     if auto_migrate and settings.embedded_database:
         await migrate(settings.database_url)
     engine = create_engine(settings.database_url)
@@ -221,6 +277,9 @@ async def open_services(settings: Settings, *, auto_migrate: bool) -> AsyncItera
             )
         attach_keys(engine, ledger_keys(settings))
         sessions = session_factory(engine)
+        keyword_store = KeywordStore(sessions)
+        language = await _language_in_force(settings, language, base, keyword_store)
+        await publish_version(redis, language.keywords_version, best_effort=True)
         transcript = TranscriptRepository(sessions)
         ledger = LedgerRepository(sessions)
         window = WindowStore(redis)
@@ -273,6 +332,8 @@ async def open_services(settings: Settings, *, auto_migrate: bool) -> AsyncItera
                 http,
                 unknown=metrics.templates_opt_out_unknown,
             ),
+            keywords=LiveLanguage(base, language, keyword_store, redis),
+            keyword_store=keyword_store,
             crm=crm,
             snapshot=snapshot,
         )

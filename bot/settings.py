@@ -50,6 +50,18 @@ class SettingsError(ValueError):
         self.variable = variable
 
 
+def _keywords_text(path: str) -> str:
+    """The content of `KEYWORDS_FILE` (checked against the locale files at startup)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError("KEYWORDS_FILE", f"no such file: {path}") from None
+    except UnicodeDecodeError:
+        raise SettingsError("KEYWORDS_FILE", f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise SettingsError("KEYWORDS_FILE", f"{path}: {exc.strerror or exc}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """The validated configuration of one optin-bot process."""
@@ -76,6 +88,10 @@ class Settings:
     agent_tokens: tuple[tuple[str, str], ...] = ()
     default_locale: str = "en"
     categories_file: str | None = None
+    #: `KEYWORDS_FILE`: the business's own keywords and reply texts over the locale files
+    #: (`bot.keyword_overrides`); `keywords_text` is its content, read once here.
+    keywords_file: str | None = None
+    keywords_text: str | None = None
     send_rate: float = 80.0
     #: `SEND_GUARD_GRACE_SECONDS`: how long a template whose send was interrupted waits for
     #: Meta's status before it is judged never sent and sent again (`bot.send_guard`).
@@ -344,6 +360,9 @@ def load_settings(
     if categories_file is not None and not Path(categories_file).is_file():
         raise SettingsError("CATEGORIES_FILE", f"no such file: {categories_file}")
 
+    keywords_file = get("KEYWORDS_FILE")
+    keywords_text = None if keywords_file is None else _keywords_text(keywords_file)
+
     def hours(name: str, default: str) -> float:
         text = get(name) or default
         try:
@@ -438,6 +457,8 @@ def load_settings(
         agent_tokens=_agent_tokens(get("AGENT_TOKENS"), get("API_TOKEN")),
         default_locale=locale,
         categories_file=categories_file,
+        keywords_file=keywords_file,
+        keywords_text=keywords_text,
         send_rate=send_rate,
         dead_events_kept=dead_events_kept,
         send_guard_grace_seconds=seconds("SEND_GUARD_GRACE_SECONDS", "300", low=5, high=86_400),

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.api import campaigns, contacts, crm, dead, messages, openapi, optins, records
+from bot.api import (
+    campaigns,
+    contacts,
+    crm,
+    dead,
+    keywords,
+    messages,
+    openapi,
+    optins,
+    records,
+)
 
 
 def add_routes(app: web.Application) -> None:
@@ -18,5 +28,6 @@ def add_routes(app: web.Application) -> None:
     messages.add_routes(app)
     crm.add_routes(app)
     dead.add_routes(app)
+    keywords.add_routes(app)
     records.add_routes(app)
     openapi.add_routes(app)

@@ -36,6 +36,7 @@ API_MODULES: Final = (
     "bot.api.campaigns",
     "bot.api.crm",
     "bot.api.dead",
+    "bot.api.keywords",
 )
 OPENAPI_VERSION: Final = "3.1.0"
 SECURITY_SCHEME: Final = "bearerAuth"

@@ -140,6 +140,19 @@ async def read_json(request: web.Request) -> tuple[Any, bytes]:
     return body, raw
 
 
+async def read_text(request: web.Request) -> str:
+    """A UTF-8 text body (up to `MAX_BODY_BYTES`) that a database can store: 413, or 422 for
+    bytes that are not UTF-8 or hold a NUL character, as an `ApiProblem`."""
+    raw = await _read_limited(request)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiProblem(422, "invalid_request", "the body is not UTF-8 text") from None
+    if "\x00" in text:
+        raise ApiProblem(422, "invalid_request", "the body contains a NUL character")
+    return text
+
+
 def _pointer(path: Iterable[Any]) -> str:
     return ".".join(str(part) for part in path)
 

@@ -44,6 +44,7 @@ def target_metadata() -> MetaData:
     # Imported for their table definitions.
     import bot.campaigns.models
     import bot.db.consent_models
+    import bot.db.keyword_models
     import bot.db.models  # noqa: F401
 
     return SQLModel.metadata

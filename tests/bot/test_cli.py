@@ -209,6 +209,19 @@ def test_every_bad_option_or_setting_is_one_line_exit_2_no_traceback(
     assert "Traceback" not in result.stderr
 
 
+def test_a_refused_keywords_file_is_one_line_naming_the_line_and_why(tmp_path: Path) -> None:
+    (tmp_path / "keywords.toml").write_text(
+        '# ours\n[en.opt_out]\nremove = ["STOP"]\n', encoding="utf-8"
+    )
+    result = run_cli("serve", env={"KEYWORDS_FILE": "keywords.toml"}, cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert result.stderr.strip() == (
+        "optin-bot: configuration error: KEYWORDS_FILE: keywords.toml:3: en.opt_out.remove: "
+        "'STOP' is one of the words US carriers and the FCC treat as opt-outs (STOP, STOPALL, "
+        "UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPT OUT); it cannot be removed"
+    )
+
+
 def test_an_unknown_default_locale_is_a_configuration_error_naming_the_choices(
     tmp_path: Path,
 ) -> None:

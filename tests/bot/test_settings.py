@@ -89,6 +89,7 @@ def test_every_contract_variable_is_read() -> None:
         ("GRAPH_API_URL", "graph.facebook.com"),
         ("DEFAULT_LOCALE", "e1"),
         ("CATEGORIES_FILE", "/nonexistent/categories.toml"),
+        ("KEYWORDS_FILE", "/nonexistent/keywords.toml"),
         ("WHATSAPP_PHONE_NUMBER_ID", "12 34"),
     ],
 )
@@ -272,3 +273,38 @@ def test_other_databases_without_a_key_use_the_public_sandbox_key() -> None:
     assert ledger_keys(settings) == LedgerKeys(
         SANDBOX_KEY_ID, {SANDBOX_KEY_ID: SANDBOX_LEDGER_KEY.encode()}
     )
+
+
+def test_keywords_file_is_read_once_at_load(tmp_path: Path) -> None:
+    path = tmp_path / "keywords.toml"
+    path.write_text('[en.opt_out]\nadd = ["ENOUGH"]\n', encoding="utf-8")
+    settings = load_settings({"KEYWORDS_FILE": str(path)}, env_file=None)
+    path.unlink()
+    assert settings.keywords_file == str(path)
+    assert settings.keywords_text == '[en.opt_out]\nadd = ["ENOUGH"]\n'
+    check_startup(settings, insecure_no_signature=False, multi_process=False)
+
+
+def test_keywords_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "keywords.toml"
+    path.write_bytes(b"[en.opt_out]\nadd = ['\xff']\n")
+    with pytest.raises(SettingsError, match="not UTF-8"):
+        load_settings({"KEYWORDS_FILE": str(path)}, env_file=None)
+
+
+def test_a_refused_keywords_file_stops_startup_naming_the_file_each_line_and_why(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "keywords.toml"
+    path.write_text(
+        '[en.opt_out]\nremove = ["QUIT"]\n\n[en.replies]\nclarify_kept = "Nothing changed."\n',
+        encoding="utf-8",
+    )
+    settings = load_settings({"KEYWORDS_FILE": str(path)}, env_file=None)
+    with pytest.raises(SettingsError) as info:
+        check_startup(settings, insecure_no_signature=False, multi_process=False)
+    assert info.value.variable == "KEYWORDS_FILE"
+    message = str(info.value)
+    assert message.startswith(f"KEYWORDS_FILE: {path}:2: en.opt_out.remove: 'QUIT' is one of")
+    assert f"{path}:5: en.replies.clarify_kept: no longer names the business" in message
+    assert "\n" not in message

@@ -63,7 +63,7 @@ async def test_migrate_creates_the_schema_and_a_second_run_is_a_no_op(
                 .scalars()
                 .all()
             )
-        assert set(versions) == head_revisions() == {"0005"}
+        assert set(versions) == head_revisions() == {"0006"}
     finally:
         await engine.dispose()
 
@@ -141,6 +141,7 @@ async def test_migrated_schema_matches_the_models(empty_database_url: str) -> No
             "conversations",
             "campaigns",
             "campaign_recipients",
+            "keyword_versions",
         }
         assert await schema_is_current(engine) is False
     finally:
