@@ -57,8 +57,9 @@ _ARABIC_FOLD: Final = str.maketrans(
     }
 )
 _ARABIC_MARKS: Final = re.compile("[\u064b-\u0652\u0670]")
-#: Written joined to the next word: "and", "so", "with/by", "for/to", the article.
-_ARABIC_PROCLITICS: Final = ("وال", "فال", "بال", "لل", "ال", "و", "ف", "ب", "ل")
+#: Written joined to the next word: "and", "so", "with/by", "this" (Gulf "هال"), "for/to", the
+#: article.
+_ARABIC_PROCLITICS: Final = ("وال", "فال", "بال", "هال", "لل", "ال", "و", "ف", "ب", "ل")
 _TYPO_MIN_LETTERS: Final = 7
 #: French and Italian elisions, joined to the next word once the apostrophe is gone
 #: ("l'échange" -> "LECHANGE", "nell'ordine" -> "NELLORDINE", "m'envoyez" -> "MENVOYEZ").

@@ -8,11 +8,13 @@ promo") gets no question. The rules, in the order they are tried, each with the 
 (the reason goes into the ledger evidence of the decision that follows, key `stop_intent`):
 
 1. The stop-sign emoji alone (`STOP_EMOJI`), or with other emoji that do not approve
-   (`_EMOJI_APPROVAL`: a heart, a thumbs up) and only politeness or stop words beside it:
+   (`_EMOJI_APPROVAL`: a heart, a thumbs up) and at most four words, none of the business:
    ``stop-sign emoji 🛑 on its own``.
 2. A negation of a stop word (`negations` of any locale, at word boundaries): no question.
 3. A locale file's opt-out phrase (`[intents]`, via `KeywordMatcher.opt_out_intent`):
    ``phrase "stop sending me these" (en)``.
+Rules 3, 5, 6 and 7 are skipped when the message names the shop's business (`business_words`:
+an order, a size, a colour): "the courier had the wrong number", "no me interesa el azul".
 Then, for each sentence of the message (split at . ! ? , ; : and their Arabic and Devanagari
 forms), without the politeness words around it (`fillers`: "pls", "porfa", "bitte"...):
 4. A sentence that is a stop keyword ("who is this? stop", "stop pls"):
@@ -68,6 +70,8 @@ _EMOJI_EXTRAS: Final = re.compile("[\ufe0e\ufe0f\u200d\U0001f3fb-\U0001f3ff\u264
 #: Sentence breaks: Latin, Spanish inverted, Arabic question mark and comma, Devanagari danda.
 _BREAKS: Final = re.compile("[.!?,;:¡¿\n\u061f\u060c\u06d4\u0964…]+")
 _STOP_COMMANDS: Final = frozenset({Command.STOP_ALL, Command.STOP_CATEGORY})
+#: How many words may go with a stop-sign emoji that still says stop.
+_EMOJI_WORDS: Final = 4
 #: A stop word alone says stop in a sentence of at most this many words ("unsubscribing me").
 SHORT_SENTENCE_WORDS: Final = 3
 #: Words a refusal may stand before the stop word it negates ("don't ever stop").
@@ -161,10 +165,6 @@ class _Context:
 
     preferred: str | None
     business: bool  # it names something of the shop's business: an order, a size, a store
-    asks_business: bool  # and asks a question
-
-
-_QUESTION_MARKS: Final = frozenset("?¿\u061f")
 
 
 def _table(entries: Iterable[tuple[str, str, str]]) -> dict[str, _Rule]:
@@ -281,11 +281,14 @@ class StopIntentScorer:
             for end in range(start + 1, min(start + self._longest, len(words)) + 1):
                 yield start, end, " ".join(words[start:end])
 
-    def _is_stop_word(self, word: str) -> bool:
-        keyword = self._matcher.match(word)
-        if keyword is not None and keyword.command in _STOP_COMMANDS:
-            return True
-        return self._stop_cues.first((word,)) is not None
+    def _names_business(self, words: tuple[str, ...], preferred: str | None) -> bool:
+        """Whether `words` name the shop's business in the contact's language or English
+        (Indonesian "total" says nothing of a German "nervt total")."""
+        readable = None if preferred in (None, UNIVERSAL_LOCALE) else {preferred, UNIVERSAL_LOCALE}
+        return any(
+            readable is None or not readable.isdisjoint(cue.owners)
+            for _, _, cue in self._business.find(words)
+        )
 
     def negation(self, text: str) -> str | None:
         """The negated stop word in `text` ("don't stop" (en)), or None: a listed negation, or
@@ -320,6 +323,8 @@ class StopIntentScorer:
                 for other in others:
                     if adjacent and not 0 <= other[0] - one[1] <= 1:
                         continue
+                    if other[0] < one[1] and one[0] < other[1]:
+                        continue  # one word cannot be both ("falsche nummer" + "nummer")
                     if _together(one[2], other[2], preferred):
                         owners = [*one[2].owners, *other[2].owners]
                         shown = ", ".join(dict.fromkeys(owners))
@@ -409,25 +414,24 @@ class StopIntentScorer:
                     f'sentence "{text.lower()}" is the keyword {text} ({keyword.locale})',
                 )
             return None
-        if context.asks_business:
-            # "am grünen kein interesse, gibts das auch in blau?": a question about the
-            # business is no wish to stop, whatever phrase it contains.
+        if context.business:
+            # "am grünen kein interesse, gibts das auch in blau?", "the courier had the wrong
+            # number": beside the shop's business a phrase or a typo is about the business;
+            # only a stop word right before the messages still asks (the cue rules).
             return self._cues(words, core, context)
         for _, _, gram in self._grams(words):
             rule = self._phrases.get(gram)
             if rule is not None:
                 locale = self._locale(rule.owners, preferred)
                 return StopIntent(locale, None, f'phrase "{rule.shown}" ({", ".join(rule.owners)})')
-        # "the courier had the wrong number", "basta così, confermo l'ordine": a short phrase
-        # beside the business is about the business.
-        for start, end, gram in () if context.business else self._grams(core):
+        for start, end, gram in self._grams(core):
             rule = self._short.get(gram)
             if rule is None or end != len(core):
                 continue
             if any(start <= self._before.get(code, 3) for code in rule.owners):
                 locale = self._locale(rule.owners, preferred)
                 return StopIntent(locale, None, f'phrase "{rule.shown}" ({", ".join(rule.owners)})')
-        typo = None if context.business else self._typo(text, _written(part))
+        typo = self._typo(text, _written(part))
         if typo is not None:
             locale = self._locale(typo.owners, preferred)
             return StopIntent(locale, None, f"typo of {typo.shown} ({', '.join(typo.owners)})")
@@ -444,9 +448,10 @@ class StopIntentScorer:
         signs = [char for char in bare if char in STOP_EMOJI]
         symbols = [char for char in bare if unicodedata.category(char)[0] in "SCo"]
         if signs and _EMOJI_APPROVAL.isdisjoint(symbols):
-            # Beside the sign, only politeness or stop words: "🛑 bitte", "🛑🛑 bas".
+            # Beside the sign, a few words that are not about the business: "🛑 bitte",
+            # "🛑 ab aur nahi bhai", "🛑 chega né".
             words = split_words(normalise_text(bare))
-            if all(word in self._fillers or self._is_stop_word(word) for word in words):
+            if len(words) <= _EMOJI_WORDS and not self._names_business(words, preferred_locale):
                 return StopIntent(preferred_locale, None, f"stop-sign emoji {signs[0]} on its own")
         if self.negation(text) is not None:
             return None
@@ -455,13 +460,11 @@ class StopIntentScorer:
             for part in _BREAKS.split(text)
             if (words := split_words(normalise_text(part)))
         ]
-        business = any(self._business.first(words) is not None for _, words in sentences)
-        context = _Context(
-            preferred_locale, business, business and not _QUESTION_MARKS.isdisjoint(text)
-        )
+        business = any(self._names_business(words, preferred_locale) for _, words in sentences)
+        context = _Context(preferred_locale, business)
         intent = (
             None
-            if context.asks_business
+            if business
             else self._matcher.opt_out_intent(text, preferred_locale=preferred_locale)
         )
         if intent is not None:
