@@ -113,6 +113,7 @@ class InboundWorker:
                     read_from,
                     count=READ_COUNT,
                     block_ms=None if read_from == "0" else self._block_ms,
+                    stop=stopping,
                 )
             except TRANSIENT_ERRORS as exc:
                 log.warning("shard %d: cannot read from Redis (%s)", shard, exc)
