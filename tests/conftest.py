@@ -20,6 +20,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+import bot.services
+from bot.conversations import Language
+from bot.services import load_language
 from bot.settings import Settings
 from tests.fakes.webhooks import APP_SECRET, forget_timestamps
 
@@ -230,6 +233,27 @@ def settings_for() -> Any:
         return Settings(**base)
 
     return build
+
+
+_LANGUAGES: dict[tuple[str | None, str | None, str], Language] = {}
+
+
+@pytest.fixture(autouse=True)
+def _language_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each app start builds the keyword matcher from every locale file (0.2 to 0.6 s of CPU,
+    over a thousand app starts in the suite); the result is immutable and depends only on the
+    locale files, the categories file and the default locale, so the suite builds it once per
+    combination. The categories file's text is part of the key: a test may rewrite it."""
+
+    def cached(settings: Settings) -> Language:
+        path = settings.categories_file
+        text = Path(path).read_text(encoding="utf-8") if path and Path(path).is_file() else None
+        key = (path, text, settings.default_locale)
+        if key not in _LANGUAGES:
+            _LANGUAGES[key] = load_language(settings)
+        return _LANGUAGES[key]
+
+    monkeypatch.setattr(bot.services, "load_language", cached)
 
 
 @pytest.fixture(autouse=True)
