@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 EventHandler = Callable[[Event], Awaitable[None]]
 
 MAX_ATTEMPTS = 5
+#: The first pause before an event is tried again; each next pause doubles, up to the cap. Five
+#: failing attempts thus keep a contact's later events waiting about a second before the event is
+#: dead-lettered (tests that dead-letter on purpose shorten it).
+FIRST_RETRY_SECONDS = 0.1
 READ_COUNT = 50
 READ_BLOCK_MS = 1000
 
@@ -113,6 +117,7 @@ class InboundWorker:
                     read_from,
                     count=READ_COUNT,
                     block_ms=None if read_from == "0" else self._block_ms,
+                    stop=stopping,
                 )
             except TRANSIENT_ERRORS as exc:
                 log.warning("shard %d: cannot read from Redis (%s)", shard, exc)
@@ -143,7 +148,7 @@ class InboundWorker:
             )
             return
         attempts = 0
-        delay = 0.1
+        delay = FIRST_RETRY_SECONDS
         while True:
             try:
                 await self._handler(event)

@@ -219,6 +219,7 @@ class Sender:
                             ">",
                             count=count,
                             block_ms=1000,
+                            stop=stop,
                         )
                     if entries:
                         in_flight.add(await self._start_batch(entries))

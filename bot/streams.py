@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -213,6 +213,29 @@ async def ensure_group(redis: Redis, stream: str, group: str) -> None:
 # this interval instead of spinning.
 EMPTY_READ_PAUSE_SECONDS = 0.02
 
+T = TypeVar("T")
+
+
+async def unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """`await work`, or cancel it and return None as soon as `stop` is set.
+
+    A reader blocked on an empty stream would otherwise hold every shutdown (each test's app, each
+    SIGTERM) for its whole block interval. Cancelling a blocking read is safe: the client drops
+    that connection, and entries the server may have handed over in that instant stay pending
+    for this consumer, which is the path a crashed reader's entries already take (adopted by the
+    shard's next owner, reclaimed after the visibility timeout for the sender). A read that
+    finished is returned even when `stop` came at the same time."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, waiter), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait((task,))  # unlike `await task`, never swallows our own cancel
+    return None if task.cancelled() else task.result()
+
 
 async def read_group(
     redis: Redis,
@@ -223,17 +246,21 @@ async def read_group(
     *,
     count: int,
     block_ms: int | None,
+    stop: asyncio.Event | None = None,
 ) -> list[tuple[str, dict[str, str]]]:
-    """XREADGROUP on one stream, returning its entries; never spins on an empty stream."""
+    """XREADGROUP on one stream, returning its entries; never spins on an empty stream. A
+    blocking read gives up (no entries) once `stop` is set (see `unless_stopped`)."""
+    if stop is not None and block_ms and stop.is_set():
+        return []  # no read is sent, so nothing is left pending on a consumer going away
     loop = asyncio.get_running_loop()
     started = loop.time()
-    reply: Any = await redis.xreadgroup(
-        group, consumer, {stream: last_id}, count=count, block=block_ms
-    )
+    read = redis.xreadgroup(group, consumer, {stream: last_id}, count=count, block=block_ms)
+    reply: Any = await (read if stop is None or not block_ms else unless_stopped(read, stop))
     # RESP2 shape (the client's default): [[stream, [(id, fields), ...]]]
     entries: list[tuple[str, dict[str, str]]] = reply[0][1] if reply else []
     if not entries and block_ms and loop.time() - started < block_ms / 2000:
-        await asyncio.sleep(min(EMPTY_READ_PAUSE_SECONDS, block_ms / 1000))
+        pause = asyncio.sleep(min(EMPTY_READ_PAUSE_SECONDS, block_ms / 1000))
+        await (pause if stop is None else unless_stopped(pause, stop))
     return entries
 
 

@@ -20,6 +20,10 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+import bot.services
+from bot.conversations import Language
+from bot.live_language import LanguageBase
+from bot.services import load_language, load_language_base
 from bot.settings import Settings
 from tests.fakes.webhooks import APP_SECRET, forget_timestamps
 
@@ -230,6 +234,40 @@ def settings_for() -> Any:
         return Settings(**base)
 
     return build
+
+
+_LANGUAGES: dict[tuple[str | None, str | None, str, str | None], Language] = {}
+_BASES: dict[tuple[str | None, str | None, str], LanguageBase] = {}
+
+
+def _language_key(settings: Settings) -> tuple[str | None, str | None, str]:
+    path = settings.categories_file
+    text = Path(path).read_text(encoding="utf-8") if path and Path(path).is_file() else None
+    return (path, text, settings.default_locale)
+
+
+@pytest.fixture(autouse=True)
+def _language_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each app start reads every locale file and builds the keyword matcher from them (about
+    0.1 s of CPU, over a thousand app starts in the suite). Both results are immutable and
+    depend only on the locale files, the categories file, the default locale and (the matcher)
+    `KEYWORDS_FILE`'s text, so the suite builds each once per combination. The categories
+    file's text is part of the key: a test may rewrite it."""
+
+    def cached_base(settings: Settings) -> LanguageBase:
+        key = _language_key(settings)
+        if key not in _BASES:
+            _BASES[key] = load_language_base(settings)
+        return _BASES[key]
+
+    def cached(settings: Settings) -> Language:
+        key = (*_language_key(settings), settings.keywords_text)
+        if key not in _LANGUAGES:
+            _LANGUAGES[key] = load_language(settings)
+        return _LANGUAGES[key]
+
+    monkeypatch.setattr(bot.services, "load_language_base", cached_base)
+    monkeypatch.setattr(bot.services, "load_language", cached)
 
 
 @pytest.fixture(autouse=True)

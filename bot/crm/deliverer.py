@@ -34,7 +34,7 @@ from bot.crm.outbox import CRM_DEAD_STREAM, CRM_SHARDS, DEAD_MAXLEN, crm_stream
 from bot.crm.pause import PAUSE_KEY, Pause, current_pause, encode_pause, resume, url_digest
 from bot.metrics import Metrics
 from bot.shardowner import ShardOwner
-from bot.streams import EMPTY_READ_PAUSE_SECONDS, trim_dead_letters
+from bot.streams import EMPTY_READ_PAUSE_SECONDS, trim_dead_letters, unless_stopped
 from bot.transient import TRANSIENT_ERRORS, is_transient
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class CrmDeliverer:
         stream = crm_stream(shard)
         while not stopping.is_set():
             try:
-                head = await self._head(stream)
+                head = await self._head(stream, stopping)
                 if head is not None:
                     await self._deliver(stream, head, stopping)
             except Exception as exc:
@@ -123,17 +123,19 @@ class CrmDeliverer:
                 log.warning("CRM shard %d: cannot reach Redis or the database (%r)", shard, exc)
                 await _sleep_unless(stopping, 1.0)
 
-    async def _head(self, stream: str) -> Entry | None:
-        """The oldest entry of `stream`, waiting up to a block interval for one."""
+    async def _head(self, stream: str, stopping: asyncio.Event) -> Entry | None:
+        """The oldest entry of `stream`, waiting up to a block interval for one (less once
+        `stopping` is set: a plain XREAD consumes nothing, so giving it up loses nothing)."""
         loop = asyncio.get_running_loop()
         started = loop.time()
-        reply: Any = await self._redis.xread({stream: "0-0"}, count=1, block=self._block_ms)
+        read = self._redis.xread({stream: "0-0"}, count=1, block=self._block_ms)
+        reply: Any = await unless_stopped(read, stopping)
         if reply:
             entry_id, fields = reply[0][1][0]
             return entry_id, fields
         # The in-process Redis answers a blocking read at once: do not spin.
         if loop.time() - started < self._block_ms / 2000:
-            await asyncio.sleep(EMPTY_READ_PAUSE_SECONDS)
+            await _sleep_unless(stopping, EMPTY_READ_PAUSE_SECONDS)
         return None
 
     async def _deliver(self, stream: str, entry: Entry, stopping: asyncio.Event) -> None:

@@ -449,6 +449,7 @@ async def test_serve_workers_metrics_sum_every_process(
 
 
 @pytest.mark.services
+@pytest.mark.slow  # a kill test: three server processes, one killed with SIGKILL, about 10 s
 async def test_serve_workers_exits_non_zero_when_a_worker_dies(
     tmp_path: Path, real_stack_urls: tuple[str, str]
 ) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.bot.test_cli import free_port, http, output_of, process, wait_healthy
 from tests.fakes.webhooks import dumps, eventually, text_webhook
@@ -119,6 +120,7 @@ async def test_a_restart_keeps_windows_timers_and_queued_messages(tmp_path: Path
     assert "keys restored from optin.db.redis" in out
 
 
+@pytest.mark.slow  # a kill test, two server starts and a drain: about 20 s
 async def test_an_acknowledged_webhook_survives_sigkill(tmp_path: Path) -> None:
     """What the embedded service answered 200 is on disk already: kill -9 loses nothing."""
     port = free_port()

@@ -22,6 +22,7 @@ from bot.streams import (
     add_dead_letter,
     ensure_group,
     inbound_stream,
+    read_group,
     shard_of,
 )
 from flows.events import ContactRef, Event, TextMessage
@@ -97,6 +98,44 @@ async def test_two_workers_keep_each_contacts_order(redis_client: Redis) -> None
     assert recorder.max_parallel > 1, "different contacts must run in parallel"
     for shard in range(16):
         assert await redis_client.xlen(inbound_stream(shard)) == 0
+
+
+async def test_stop_ends_workers_blocked_on_empty_streams_without_waiting_out_the_block(
+    redis_client: Redis,
+) -> None:
+    """Regression: each shard's consumer sat in a one-second blocking read, so every shutdown
+    (every SIGTERM, every test's app) waited up to a second after `stop` for the reads to time
+    out. The reads are now given up as soon as `stop` is set."""
+    worker = InboundWorker(redis_client, Recorder(), consumer="w", lease_ms=15_000)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+
+    async def owns_every_shard() -> bool:
+        return len(worker.owned_shards) == 16
+
+    await eventually(owns_every_shard)
+    await asyncio.sleep(0.1)  # every consumer is inside its blocking read now
+    started = asyncio.get_running_loop().time()
+    stop.set()
+    await asyncio.wait_for(task, timeout=5)
+    assert asyncio.get_running_loop().time() - started < 0.5
+
+
+async def test_a_read_after_stop_takes_nothing(redis_client: Redis) -> None:
+    """`read_group` with `stop` already set sends no read, so no entry is left pending on a
+    consumer that is going away."""
+    wa_id = "15550003333"
+    stream = inbound_stream(shard_of(f"wa:{wa_id}"))
+    await ensure_group(redis_client, stream, INBOUND_GROUP)
+    await InboundQueue(redis_client).accept([text(wa_id, 1)])
+    stop = asyncio.Event()
+    stop.set()
+    read = read_group(
+        redis_client, INBOUND_GROUP, "w", stream, ">", count=10, block_ms=1000, stop=stop
+    )
+    assert await read == []
+    assert (await redis_client.xpending(stream, INBOUND_GROUP))["pending"] == 0
+    assert await read_group(redis_client, INBOUND_GROUP, "w", stream, ">", count=10, block_ms=1000)
 
 
 async def test_duplicates_are_dropped_at_the_door(redis_client: Redis) -> None:

@@ -41,6 +41,7 @@ async def _terminate_backends(database_url: str) -> int:
 
 
 @pytest.mark.services
+@pytest.mark.slow  # a fault test: connections killed 4 times a second for 10 to 30 s
 async def test_stops_survive_killed_database_connections(
     real_stack_urls: tuple[str, str], settings_for: object
 ) -> None:

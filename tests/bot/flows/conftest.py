@@ -15,10 +15,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-import bot.services
-from bot.conversations import Language
 from bot.locales import load_locales
-from bot.services import load_language
 from bot.settings import Settings
 from flows.locale_catalog import LocaleCatalog
 from tests.fakes.chat import Chat, chat_app
@@ -36,24 +33,6 @@ def every(status: str) -> dict[str, str]:
 
 def only(changed: dict[str, str], rest: str = "none") -> dict[str, str]:
     return {c: changed.get(c, rest) for c in CATEGORIES}
-
-
-_LANGUAGES: dict[tuple[str | None, str], Language] = {}
-
-
-@pytest.fixture(autouse=True)
-def _language_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each app start builds the keyword matcher from every locale file (about 0.1 s of CPU);
-    the result is immutable and depends only on these two settings, so the suite builds it once
-    per pair instead of once per test."""
-
-    def cached(settings: Settings) -> Language:
-        key = (settings.categories_file, settings.default_locale)
-        if key not in _LANGUAGES:
-            _LANGUAGES[key] = load_language(settings)
-        return _LANGUAGES[key]
-
-    monkeypatch.setattr(bot.services, "load_language", cached)
 
 
 @pytest.fixture(scope="session")

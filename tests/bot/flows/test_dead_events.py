@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import bot.inbound
 from bot import cli
 from bot.streams import DEAD_LETTER_STREAM, inbound_stream
 from flows.locale_catalog import LocaleCatalog
@@ -59,6 +60,12 @@ def dead_counted(chat: Chat, reason: str) -> float:
         "optin_dead_events_total", {"reason": reason}
     )
     return value or 0.0
+
+
+@pytest.fixture(autouse=True)
+def _quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every event here is meant to die: its five attempts need not wait a second in all."""
+    monkeypatch.setattr(bot.inbound, "FIRST_RETRY_SECONDS", 0.005)
 
 
 @pytest.fixture
