@@ -43,7 +43,7 @@ from bot.hooks import Hooks
 from bot.send_guard import SANDBOX_OUTCOME
 from bot.services import Services, check_startup, open_services
 from bot.settings import Settings
-from bot.streams import DEAD_LETTER_STREAM, UNKNOWN_STREAM
+from bot.streams import DEAD_LETTER_STREAM, OUTBOUND_STREAM, UNKNOWN_STREAM
 from bot.timers import TimerStore
 from bot.window import WindowStore
 from flows.machine import TimerKind
@@ -52,6 +52,10 @@ from flows.machine import TimerKind
 #: events given up, kept for redelivery): entries naming an erased contact's identifiers are
 #: deleted. Read this many entries at a time.
 KEPT_EVENT_STREAMS = (DEAD_LETTER_STREAM, UNKNOWN_STREAM, CRM_DEAD_STREAM)
+# The outbound queue is searched too: a message still queued for an erased contact names their
+# number and must not go (their consent was withdrawn with the erasure). The sender's claim of
+# pending entries skips deleted ones, and one being sent as the erasure runs is acknowledged as
+# usual.
 STREAM_SCAN_BATCH = 500
 
 
@@ -170,7 +174,7 @@ class ContactEraser:
             if await self._timers.due_at(contact_id, kind) is not None:
                 deleted += 1
             await self._timers.cancel(contact_id, kind)
-        for stream in KEPT_EVENT_STREAMS:
+        for stream in (*KEPT_EVENT_STREAMS, OUTBOUND_STREAM):
             deleted += await delete_entries_mentioning(self._redis, stream, identifiers)
         deleted += await self._forget_console_audit(contact_id)
         deleted += await self._forget_api_answers(contact_id)

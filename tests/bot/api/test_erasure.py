@@ -25,6 +25,7 @@ from flows.consent import ConsentAction
 from flows.machine import TimerKind
 from tests.bot.api.records_support import (
     AUTH,
+    TOKEN,
     Client,
     ClientFactory,
     change,
@@ -492,3 +493,30 @@ async def test_the_number_leaves_the_sandboxs_list(
     assert response.status == 200
     assert (await response.json())["erased"]["redis_entries"] == 1
     assert await services.redis.smembers(SANDBOX_CONTACTS.name) == {"34699999999"}
+
+
+async def test_a_message_still_queued_for_an_erased_contact_is_deleted_and_does_not_go(
+    aiohttp_client: ClientFactory, stack_urls: tuple[str, str], settings_for: Any
+) -> None:
+    """Regression: the outbound queue (`optin:out`) kept a message queued before the erasure,
+    with the erased number in it, until the sender got to it (and then it still went out).
+    Erasure deletes the entries naming the contact; another contact's entry stays."""
+    from bot.app import create_app
+    from bot.roles import Role
+    from bot.streams import OUTBOUND_STREAM
+
+    database_url, redis_url = stack_urls
+    settings = settings_for(database_url=database_url, redis_url=redis_url, api_token=TOKEN)
+    # The web role alone: no sender takes the entries off the queue while the test looks.
+    client = await aiohttp_client(create_app(settings, roles=[Role.WEB]))
+    services = services_of(client)
+    await seed(services, NUMBER)
+    await services.redis.xadd(OUTBOUND_STREAM, {"send": json.dumps({"to": NUMBER, "text": "Hi"})})
+    other = json.dumps({"to": "15559876543", "text": "Hi"})
+    await services.redis.xadd(OUTBOUND_STREAM, {"send": other})
+
+    response = await client.delete(f"/v1/contacts/{NUMBER}", headers=AUTH)
+
+    assert response.status == 200
+    left = [fields for _, fields in await services.redis.xrange(OUTBOUND_STREAM)]
+    assert left == [{"send": other}]
