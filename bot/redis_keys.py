@@ -161,7 +161,8 @@ OUTBOUND: Final = _key(
     "an entry until the sender has sent it (deleted when acknowledged)",
     _CUSTOMER,
     "messages to send: recipient number and text",
-    "erased: an entry naming the contact is deleted, so a message still queued does not go (one being sent at that moment still does)",
+    "erased: an entry naming the contact is deleted, so a message still queued does not go "
+    "(one being sent at that moment still does)",
 )
 QUEUED: Final = _key(
     "optin:queued:{message_id}",
