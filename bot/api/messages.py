@@ -346,7 +346,7 @@ async def _with_way_out(
     category = services.gate.category(body["category"])
     if category is None or category.kind is not CategoryKind.MARKETING:
         return body
-    language = services.language
+    language = services.keywords.current  # the business's reply overrides included
     try:
         text = with_opt_out_line(
             body["text"], language.catalogs, contact.locale, language.default_locale

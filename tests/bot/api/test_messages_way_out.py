@@ -11,6 +11,7 @@ from typing import Any
 from bot.appkeys import SERVICES
 from bot.message_templates.sandbox import WITHOUT_OPT_OUT
 from tests.bot.api.apicalls import (
+    AUTH,
     Client,
     ClientFactory,
     api_client,
@@ -83,3 +84,30 @@ async def test_a_marketing_text_gets_the_line_in_the_contacts_language_once(
     status, data = await post(client, "/v1/messages", {**text, "text": "x" * 4090})
     assert (status, data["error"]) == (422, "invalid_request")
     assert "Responde BAJA" in data["detail"]
+
+
+async def test_a_marketing_text_gets_the_businesss_own_line_once_it_is_overridden(
+    stack_urls: tuple[str, str], aiohttp_client: ClientFactory, settings_for: Any
+) -> None:
+    """Regression: the line came from the locale files as the process started, so a business
+    that reworded it through `/v1/keywords` still saw the old line on its marketing texts."""
+    client = await api_client(aiohttp_client, stack_urls, settings_for)
+    line = "Escribe BAJA si no quieres más ofertas."
+    overlay = f'[es.replies]\nopt_out_footer = "{line}"\n'
+    response = await client.put(
+        "/v1/keywords",
+        data=overlay.encode(),
+        headers={**AUTH, "Content-Type": "application/toml"},
+    )
+    assert response.status == 200, await response.text()
+    assert (await post(client, "/v1/optins", optin_body(locale="es")))[0] == 201
+    await say(client, CONTACT, "hola, una pregunta")
+    await window_opens(client, CONTACT)
+
+    status, _ = await post(
+        client, "/v1/messages", {"to": CONTACT, "category": "marketing", "text": "¡Rebajas hoy!"}
+    )
+
+    assert status == 202
+    rows = await outbound(client, CONTACT, 1)
+    assert rows[-1]["text"] == f"¡Rebajas hoy!\n\n{line}"
