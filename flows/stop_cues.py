@@ -235,6 +235,3 @@ class Lexicon:
             for cue in self._typo_by_initial.get(typed[0], ()):
                 if cue.typo_of(typed):
                     yield start, start + 1, cue
-
-    def first(self, words: tuple[str, ...]) -> tuple[int, int, Cue] | None:
-        return next(self.find(words), None)

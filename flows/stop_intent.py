@@ -141,6 +141,15 @@ def _allowed_edits(target: str) -> int:
     return 1 if letters <= 8 else 2
 
 
+def _sentences(text: str) -> list[tuple[str, tuple[str, ...]]]:
+    """Each sentence of `text` (split at `_BREAKS`) as written and as normalised words."""
+    return [
+        (part, words)
+        for part in _BREAKS.split(text)
+        if (words := split_words(normalise_text(part)))
+    ]
+
+
 def _together(one: Cue, other: Cue, preferred: str | None) -> bool:
     """Whether two cue words can belong to one wish: one of them English (mixed into every
     language), or both listed by one locale; for a contact whose language is known (and not
@@ -293,13 +302,16 @@ class StopIntentScorer:
     def negation(self, text: str) -> str | None:
         """The negated stop word in `text` ("don't stop" (en)), or None: a listed negation, or
         a refusal right before a stop word ("never ever stop", "no paren")."""
-        words = split_words(normalise_text(text))
+        return self._negation(split_words(normalise_text(text)), _sentences(text))
+
+    def _negation(
+        self, words: tuple[str, ...], sentences: list[tuple[str, tuple[str, ...]]]
+    ) -> str | None:
         for _, _, gram in self._grams(words):
             rule = self._negations.get(gram)
             if rule is not None:
                 return f'"{rule.shown}" ({", ".join(rule.owners)})'
-        for part in _BREAKS.split(text):
-            sentence = split_words(normalise_text(part))
+        for _, sentence in sentences:
             stops = list(self._stop_cues.find(sentence))
             for _, end, refusal in self._refusals.find(sentence) if stops else ():
                 for start, _, stop in stops:
@@ -446,20 +458,16 @@ class StopIntentScorer:
         """
         bare = _EMOJI_EXTRAS.sub("", text)
         signs = [char for char in bare if char in STOP_EMOJI]
-        symbols = [char for char in bare if unicodedata.category(char)[0] in "SCo"]
+        symbols = [char for char in bare if unicodedata.category(char)[0] in "SC"]
         if signs and _EMOJI_APPROVAL.isdisjoint(symbols):
             # Beside the sign, a few words that are not about the business: "🛑 bitte",
             # "🛑 ab aur nahi bhai", "🛑 chega né".
             words = split_words(normalise_text(bare))
             if len(words) <= _EMOJI_WORDS and not self._names_business(words, preferred_locale):
                 return StopIntent(preferred_locale, None, f"stop-sign emoji {signs[0]} on its own")
-        if self.negation(text) is not None:
+        sentences = _sentences(text)
+        if self._negation(split_words(normalise_text(text)), sentences) is not None:
             return None
-        sentences = [
-            (part, words)
-            for part in _BREAKS.split(text)
-            if (words := split_words(normalise_text(part)))
-        ]
         business = any(self._names_business(words, preferred_locale) for _, words in sentences)
         context = _Context(preferred_locale, business)
         intent = (
